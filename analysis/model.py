@@ -1,0 +1,91 @@
+"""Plain data the analysers hand each other: what a trace and a run break down into.
+
+Times are microseconds (Kineto's unit) unless the field name says otherwise.
+Kept free of numpy so summaries serialise straight to JSON.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from profiler.vocab import CATEGORIES
+
+
+@dataclass
+class StepBreakdown:
+    """One profiled step: every instant of [start_us, end_us) in exactly one category."""
+
+    step: int                      # N of ProfilerStep#N; -1 when the trace had none (whole trace)
+    start_us: float                # ProfilerStep start (absolute, trace clock)
+    end_us: float                  # stretched to the end of the GPU work the step launched
+    parts_us: dict[str, float]     # keys: vocab.CATEGORIES; values sum to end_us - start_us
+
+    @property
+    def wall_us(self) -> float:
+        return self.end_us - self.start_us
+
+    def share(self, category: str) -> float:
+        return self.parts_us.get(category, 0.0) / self.wall_us if self.wall_us > 0 else 0.0
+
+
+@dataclass
+class DeviceView:
+    """One GPU's own time over the profiled steps; GPUs are never merged."""
+
+    device: str                    # "pid <pid> gpu <index>", or "cpu" for a CPU-only trace
+    pid: int | str
+    index: int                     # CUDA device index as the trace saw it (-1 for CPU)
+    wall_us: float                 # sum of the step walls this device was measured over
+    compute_us: float
+    communication_us: float
+    h2d_us: float
+    idle_us: float                 # wall_us minus the union of this device's activity
+    kernel_count: int = 0
+
+
+@dataclass
+class MemcpyStats:
+    kind: str                      # "HtoD", "DtoH", "DtoD", "PtoP", "HtoH", ...
+    count: int
+    bytes: int
+    dur_us: float
+
+    @property
+    def gbps(self) -> float:       # achieved GB/s (1e9 bytes / s)
+        return self.bytes / (self.dur_us * 1e3) if self.dur_us > 0 else 0.0
+
+
+@dataclass
+class TraceAnalysis:
+    """Everything one Kineto trace file (one process / rank) tells."""
+
+    path: Path
+    worker: str                    # worker name from the file name (e.g. "rank0", "worker0")
+    has_gpu: bool
+    steps: list[StepBreakdown]
+    devices: list[DeviceView]
+    phase_totals_us: dict[str, float]   # inclusive time under each vocab phase label, summed over steps
+    memcpy: list[MemcpyStats]
+    comm_overlap: float | None = None   # DDP: share of all-reduce time overlapped with backward compute
+    unclassified: dict[str, int] = field(default_factory=dict)  # event name -> count (shown, never dropped)
+    notes: list[str] = field(default_factory=list)               # e.g. "no ProfilerStep: whole trace as one step"
+
+    def mean_parts_us(self) -> dict[str, float]:
+        n = max(len(self.steps), 1)
+        return {c: sum(s.parts_us.get(c, 0.0) for s in self.steps) / n for c in CATEGORIES}
+
+    def mean_step_us(self) -> float:
+        return sum(s.wall_us for s in self.steps) / max(len(self.steps), 1)
+
+
+@dataclass
+class RunAnalysis:
+    """One traces/<run>/ folder: run.json + every rank's trace + samples.csv."""
+
+    run_dir: Path
+    name: str
+    run: dict[str, Any]                 # run.json as written (empty when missing)
+    traces: list[TraceAnalysis]
+    samples: dict[str, Any] = field(default_factory=dict)  # summaries of samples.csv (mean GPU util per device, host CPU %, ...)
+    errors: list[str] = field(default_factory=list)        # one line each: a trace that could not be read, etc.
