@@ -55,7 +55,7 @@ STATUS_FAILED: Final = "failed"
 SAMPLES_HEADER: Final = ("time_ns", "source", "device", "metric", "value")
 SOURCE_NVML: Final = "nvml"   # device = CUDA index as the run saw it ("0", "1", ...)
 SOURCE_HOST: Final = "host"   # device = "all" or "cpu<N>"
-SOURCE_PROC: Final = "proc"   # device = "main", "rank<N>", "workers"
+SOURCE_PROC: Final = "proc"   # device = "main" (the run process) or "children" (all descendants summed)
 HOST_ALL: Final = "all"          # host device for whole-machine values
 PROC_MAIN: Final = "main"        # proc device: the training process itself
 PROC_CHILDREN: Final = "children"  # proc device: all its descendants summed (DataLoader workers, DDP ranks)
