@@ -57,6 +57,16 @@ class MemcpyStats:
 
 
 @dataclass
+class TimelineSpan:
+    """One bar of the one-step phase timeline plot (added for analysis.plots)."""
+
+    lane: str                      # "gpu 0", "gpu 1", ..., "host" (phase labels), "cpu"
+    start_us: float                # relative to the step's start_us
+    end_us: float
+    label: str                     # a vocab.CATEGORIES category or a phase label ("ss:forward", ...)
+
+
+@dataclass
 class TraceAnalysis:
     """Everything one Kineto trace file (one process / rank) tells."""
 
@@ -70,6 +80,8 @@ class TraceAnalysis:
     comm_overlap: float | None = None   # DDP: share of all-reduce time overlapped with backward compute
     unclassified: dict[str, int] = field(default_factory=dict)  # event name -> count (shown, never dropped)
     notes: list[str] = field(default_factory=list)               # e.g. "no ProfilerStep: whole trace as one step"
+    timeline: list[TimelineSpan] = field(default_factory=list)   # one representative step's spans, for plots (optional)
+    timeline_step: int | None = None                             # which step `timeline` shows
 
     def mean_parts_us(self) -> dict[str, float]:
         n = max(len(self.steps), 1)

@@ -1,0 +1,397 @@
+"""Numbered findings (claims with their figures) and recommendations ranked by predicted saving.
+
+Every threshold lives in `Thresholds` below; a finding fires only when its figure crosses one,
+and every recommendation states how its saving was obtained (measured or assumed).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from analysis.scaling import DP_STRATEGIES, CostModel, RunMetrics, ddp_prediction_ms
+from profiler import vocab
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a figure is worth a sentence. Shares are fractions of the step's wall time."""
+
+    poor_efficiency: float = 0.80        # scaling efficiency below this -> finding
+    superlinear_efficiency: float = 1.20 # above this the comparison itself is suspect -> finding
+    comm_share: float = 0.10             # exposed communication
+    data_share: float = 0.10             # data loading (DataLoader wait)
+    h2d_share: float = 0.05              # host->device input copies
+    host_overhead_share: float = 0.20    # host busy, no device working
+    idle_share: float = 0.20             # nothing busy
+    unclassified_share: float = 0.02     # events the classifier does not know
+    imbalance: float = 0.30              # busiest minus least busy GPU of one process
+    similar_busy: float = 0.10           # GPUs within this of each other are reported together
+    low_gpu_util_pct: float = 50.0       # NVML mean utilisation
+    host_cpu_saturated_pct: float = 90.0 # host CPU mean counts as saturated
+    comm_mismatch: float = 2.0           # measured/predicted comm outside [1/x, x] -> said
+    amp_min_compute_share: float = 0.40  # AMP only suggested when compute dominates
+    amp_compute_saving: float = 0.40     # ASSUMED share of compute time AMP removes (not measured)
+    pinned_h2d_saving: float = 0.50      # ASSUMED share of host->device time pinned memory removes
+    batch_factor: int = 2                # per-GPU batch multiplier the recommendation proposes
+    min_saving_share: float = 0.02       # recommendations saving less than this are dropped
+
+
+THRESHOLDS = Thresholds()
+
+
+@dataclass
+class Finding:
+    kind: str
+    run: str
+    text: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recommendation:
+    kind: str
+    run: str
+    text: str
+    saving_ms: float
+    step_ms: float
+    basis: str                           # "measured" | "predicted" | "assumed"
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def saving_share(self) -> float:
+        return self.saving_ms / self.step_ms if self.step_ms > 0 else 0.0
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.0f} %"
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _where(m: RunMetrics) -> str:
+    if m.device_type == "cuda":
+        unit = "GPU" if m.devices == 1 else "GPUs"
+    else:
+        unit = "CPU" if m.devices == 1 else "CPU processes"
+    return f"{m.strategy} at {m.devices} {unit} ({m.name})"
+
+
+def _span(indices: list[int]) -> str:
+    idx = sorted(indices)
+    if len(idx) == 1:
+        return f"GPU {idx[0]}"
+    if idx == list(range(idx[0], idx[-1] + 1)):
+        return f"GPUs {idx[0]}–{idx[-1]}"
+    return "GPUs " + ", ".join(str(i) for i in idx)
+
+
+# --- findings ---------------------------------------------------------------------------------
+
+def _scaling(m: RunMetrics, t: Thresholds) -> Finding | None:
+    if m.devices <= 1 or m.speedup is None or m.efficiency is None:
+        return None
+    if m.efficiency > t.superlinear_efficiency:
+        return Finding("superlinear", m.name,
+                       f"{_where(m)}: {m.speedup:.2f}× the 1-device run ({m.baseline}) on {m.devices} devices — "
+                       f"efficiency {pct(m.efficiency)} is more than linear, so the two runs did not run under the "
+                       "same conditions (threads per process, other load, caches, batch); compare them with care",
+                       {"speedup": m.speedup, "efficiency": m.efficiency})
+    if m.efficiency >= t.poor_efficiency:
+        return None
+    verb = "slower than" if m.speedup < 1 else "only"
+    return Finding("scaling", m.name,
+                   f"{_where(m)}: {m.images_per_s:.0f} images/s, {verb} {m.speedup:.2f}× the 1-device run "
+                   f"({m.baseline}) — scaling efficiency {pct(m.efficiency)} (ideal {m.devices:.0f}×)",
+                   {"speedup": m.speedup, "efficiency": m.efficiency, "images_per_s": m.images_per_s})
+
+
+def _comm(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:
+    share = m.shares.get(vocab.COMMUNICATION, 0.0)
+    if m.step_ms is None or share < t.comm_share:
+        return None
+    comm_ms = m.parts_ms[vocab.COMMUNICATION]
+    if m.device_type == "cpu":
+        what = f"{m.devices} gloo processes: all-reduce"
+    elif m.strategy in DP_STRATEGIES:
+        what = f"at {m.devices} GPUs scatter/replicate/gather/reduce"
+    elif m.strategy == "ddp":
+        what = f"at {m.devices} GPUs the exposed NCCL all-reduce"
+    else:
+        what = "communication"
+    text = f"{what} is {pct(share)} of the step ({comm_ms:.1f} of {m.step_ms:.1f} ms, {m.name})"
+    figs: dict[str, Any] = {"share": share, "comm_ms": comm_ms, "step_ms": m.step_ms}
+    if cost is not None and cost.items:
+        moved = cost.bytes_per_step
+        text += f": {gb(moved)}{' (estimate)' if cost.estimated else ''} moved per step"
+        figs["bytes_per_step"] = moved
+        if cost.bandwidth_gbps:
+            text += f" at {cost.bandwidth_gbps:.1f} GB/s ({cost.bandwidth_source})"
+            figs["bandwidth_gbps"] = cost.bandwidth_gbps
+        if cost.predicted_comm_ms:
+            ratio = comm_ms / cost.predicted_comm_ms
+            text += f" = {cost.predicted_comm_ms:.1f} ms predicted"
+            if ratio > t.comm_mismatch:
+                text += f"; measured is {ratio:.1f}× that (time beyond raw transfer: launches, syncs, contention)"
+            elif ratio < 1 / t.comm_mismatch:
+                text += f"; measured is {ratio:.2f}× that (copies run in parallel or hide under other work)"
+            figs["predicted_ms"] = cost.predicted_comm_ms
+    if m.comm_overlap is not None:
+        text += f"; {pct(m.comm_overlap)} of the all-reduce overlaps backward"
+        figs["overlap"] = m.comm_overlap
+    return Finding("communication", m.name, text, figs)
+
+
+def _data(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Finding | None:
+    share = m.shares.get(vocab.DATA_LOADING, 0.0)
+    if m.step_ms is None or share < t.data_share:
+        return None
+    ms = m.parts_ms[vocab.DATA_LOADING]
+    text = f"DataLoader wait is {pct(share)} of the step ({ms:.1f} of {m.step_ms:.1f} ms, {m.name})"
+    figs: dict[str, Any] = {"share": share, "data_ms": ms}
+    if m.workers is not None and m.cpus_allowed is not None and m.workers >= m.cpus_allowed:
+        text += (f"; {m.workers} workers share {m.cpus_allowed} CPU{'s' if m.cpus_allowed != 1 else ''} "
+                 f"(cpus_allowed={m.cpus_allowed})")
+        figs.update(workers=m.workers, cpus_allowed=m.cpus_allowed)
+    elif m.workers == 0:
+        text += "; workers=0: the training process decodes and augments every batch itself"
+        figs["workers"] = 0
+    host = samples.get("host_cpu_pct")
+    if host is not None:
+        text += f", host CPU at {host:.0f} %"
+        figs["host_cpu_pct"] = host
+    kids = samples.get("children_cpu_pct")
+    if kids is not None:
+        text += f", child processes (DataLoader workers) use {kids:.0f} % of a core"
+        figs["children_cpu_pct"] = kids
+    return Finding("data_loading", m.name, text, figs)
+
+
+def _imbalance(m: RunMetrics, t: Thresholds) -> Finding | None:
+    by_worker: dict[str, list] = {}
+    for d in m.device_busy:
+        if d.index >= 0:
+            by_worker.setdefault(d.worker, []).append(d)
+    for devs in by_worker.values():
+        if len(devs) < 2:
+            continue
+        devs = sorted(devs, key=lambda d: -d.busy)
+        top, rest = devs[0], devs[1:]
+        if top.busy - min(d.busy for d in rest) < t.imbalance:
+            continue
+        if max(d.busy for d in rest) - min(d.busy for d in rest) <= t.similar_busy:
+            others = f"{_span([d.index for d in rest])} busy {pct(sum(d.busy for d in rest) / len(rest))}"
+        else:
+            others = ", ".join(f"GPU {d.index} busy {pct(d.busy)}" for d in sorted(rest, key=lambda d: d.index))
+        return Finding("imbalance", m.name,
+                       f"GPU {top.index} busy {pct(top.busy)}, {others} ({m.name}: one process drives "
+                       f"all GPUs and GPU {top.index} also gathers, computes the loss and steps the optimizer)",
+                       {d.device: d.busy for d in devs})
+    return None
+
+
+def _share_finding(m: RunMetrics, category: str, limit: float, kind: str, what: str) -> Finding | None:
+    share = m.shares.get(category, 0.0)
+    if m.step_ms is None or share < limit:
+        return None
+    ms = m.parts_ms[category]
+    return Finding(kind, m.name, f"{what} is {pct(share)} of the step ({ms:.1f} of {m.step_ms:.1f} ms, {m.name})",
+                   {"share": share, "ms": ms})
+
+
+def _h2d(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:
+    f = _share_finding(m, vocab.H2D_COPY, t.h2d_share, "host_to_device", "host→device input copying")
+    if f is None:
+        return None
+    if m.pin_memory is False:
+        f.text += "; pin_memory is off"
+    if cost is not None and "memcpy HtoD" in cost.bandwidths:
+        f.text += f"; HtoD copies ran at {cost.bandwidths['memcpy HtoD']:.1f} GB/s"
+    return f
+
+
+def _gpu_util(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Finding | None:
+    mean = samples.get("mean_gpu_util_pct")
+    if mean is None or mean >= t.low_gpu_util_pct:
+        return None
+    per = samples.get("gpu_util_pct") or {}
+    detail = ", ".join(f"GPU {d} {v:.0f} %" for d, v in per.items())
+    return Finding("gpu_util", m.name, f"NVML: mean GPU utilisation {mean:.0f} % over the run ({detail}; {m.name})",
+                   {"mean_gpu_util_pct": mean, **{f"gpu{d}": v for d, v in per.items()}})
+
+
+def findings_for(m: RunMetrics, cost: CostModel | None, samples: dict[str, Any],
+                 t: Thresholds = THRESHOLDS) -> list[Finding]:
+    """Every finding one run supports, in reading order."""
+    out = [
+        _scaling(m, t),
+        _comm(m, cost, t),
+        _imbalance(m, t),
+        _data(m, samples, t),
+        _h2d(m, cost, t),
+        _share_finding(m, vocab.HOST_OVERHEAD, t.host_overhead_share, "host_overhead",
+                       "host overhead (Python, dispatch, launches, DP replica threads) while no device works"),
+        _share_finding(m, vocab.IDLE, t.idle_share, "idle", "nothing busy (idle)"),
+        _share_finding(m, vocab.UNCLASSIFIED, t.unclassified_share, "unclassified",
+                       "time in events the classifier does not know (unclassified)"),
+        _gpu_util(m, samples, t),
+    ]
+    return [f for f in out if f is not None]
+
+
+# --- recommendations --------------------------------------------------------------------------
+
+def _rec_ddp(m: RunMetrics, cost: CostModel | None, all_runs: list[RunMetrics], t: Thresholds
+             ) -> Recommendation | None:
+    if m.strategy not in DP_STRATEGIES or m.devices <= 1 or m.step_ms is None:
+        return None
+    comm = m.parts_ms.get(vocab.COMMUNICATION, 0.0)
+    poor = m.efficiency is not None and m.efficiency < t.poor_efficiency
+    if comm / m.step_ms < t.comm_share and not poor:
+        return None
+    twin = [r for r in all_runs if r.strategy == "ddp" and r.devices == m.devices
+            and r.device_type == m.device_type and r.step_ms and r.global_batch]
+    if twin and m.global_batch:
+        d = twin[0]
+        ddp_ms = d.step_ms * m.global_batch / d.global_batch      # per-image time at this run's batch
+        saving = m.step_ms - ddp_ms
+        return Recommendation("ddp", m.name,
+                              f"Use DDP (--strategy ddp): measured {d.name} does {m.global_batch} images in "
+                              f"{ddp_ms:.1f} ms vs {m.step_ms:.1f} ms here", saving, m.step_ms, "measured",
+                              {"ddp_run": d.name, "ddp_ms": ddp_ms})
+    ar = (ddp_prediction_ms(cost.parameter_bytes, m.devices, cost.bandwidth_gbps)
+          if cost is not None and cost.parameter_bytes and cost.bandwidth_gbps else None)
+    base = next((r for r in all_runs if r.name == m.baseline and r.step_ms and r.per_device_batch), None)
+    if base is not None and m.per_device_batch:
+        # a DDP rank does what the 1-device run did, on its own share of the batch, plus the all-reduce
+        rank_ms = base.step_ms * m.per_device_batch / base.per_device_batch
+        ddp_ms = rank_ms + (ar or 0.0)
+        tail = (f" + its all-reduce {ar:.1f} ms at {cost.bandwidth_gbps:.1f} GB/s, assumed not overlapped"
+                if ar is not None and cost is not None else " (all-reduce time not predicted: no link bandwidth)")
+        return Recommendation("ddp", m.name,
+                              f"Use DDP (--strategy ddp): each rank would do what {base.name} does on "
+                              f"{m.per_device_batch} images ({rank_ms:.1f} ms){tail} = {ddp_ms:.1f} ms per step vs "
+                              f"{m.step_ms:.1f} ms now", m.step_ms - ddp_ms, m.step_ms, "predicted",
+                              {"ddp_ms": ddp_ms, "rank_ms": rank_ms, "allreduce_ms": ar, "baseline": base.name})
+    if ar is None or cost is None or not cost.bandwidth_gbps or not cost.parameter_bytes:
+        return Recommendation("ddp", m.name,
+                              f"Use DDP (--strategy ddp): removes per-step replicate/scatter/gather; up to the "
+                              f"{comm:.1f} ms of exposed communication (no bandwidth to predict DDP's all-reduce)",
+                              comm, m.step_ms, "predicted", {"comm_ms": comm})
+    saving = max(0.0, comm - ar)
+    return Recommendation("ddp", m.name,
+                          f"Use DDP (--strategy ddp): one process per GPU, no replicate/scatter/gather; its "
+                          f"all-reduce of {gb(2 * cost.parameter_bytes * (m.devices - 1) / m.devices)} per rank "
+                          f"takes {ar:.1f} ms at {cost.bandwidth_gbps:.1f} GB/s (even without overlap) vs "
+                          f"{comm:.1f} ms of communication now", saving, m.step_ms, "predicted",
+                          {"allreduce_ms": ar, "comm_ms": comm})
+
+
+def _rec_cpus(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Recommendation | None:
+    if m.step_ms is None or m.shares.get(vocab.DATA_LOADING, 0.0) < t.data_share:
+        return None
+    data = m.parts_ms[vocab.DATA_LOADING]
+    host = samples.get("host_cpu_pct")
+    starved = (m.workers is not None and m.cpus_allowed is not None and m.workers >= m.cpus_allowed)
+    saturated = host is not None and host >= t.host_cpu_saturated_pct
+    if starved or saturated:
+        want = (m.workers or 0) + 1
+        why = []
+        if starved:
+            why.append(f"{m.workers} workers on {m.cpus_allowed} CPU{'s' if m.cpus_allowed != 1 else ''}")
+        if saturated:
+            why.append(f"host CPU at {host:.0f} %")
+        text = (f"Give each DataLoader worker its own CPU: request ≥ {want} CPUs (request_cpus = {want} in "
+                f"HTCondor) — {', '.join(why)}; up to the {data:.1f} ms data wait per step")
+    elif m.workers is not None:
+        text = (f"Raise --workers above {m.workers} (CPUs are not saturated): up to the {data:.1f} ms "
+                f"data wait per step")
+    else:
+        return None
+    return Recommendation("cpus_per_worker", m.name, text, data, m.step_ms, "predicted",
+                          {"data_ms": data, "workers": m.workers, "cpus_allowed": m.cpus_allowed})
+
+
+def _rec_pinned(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    if m.step_ms is None or m.pin_memory is not False or m.device_type != "cuda":
+        return None
+    h2d = m.parts_ms.get(vocab.H2D_COPY, 0.0)
+    if h2d / m.step_ms < t.h2d_share:
+        return None
+    saving = h2d * t.pinned_h2d_saving
+    return Recommendation("pinned_memory", m.name,
+                          f"Use --pin-memory: host→device copying is {h2d:.1f} ms per step; pinned buffers copy "
+                          f"faster and asynchronously (assumed {pct(t.pinned_h2d_saving)} of it saved)",
+                          saving, m.step_ms, "assumed", {"h2d_ms": h2d})
+
+
+def _rec_batch(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Recommendation | None:
+    if m.step_ms is None or m.devices <= 1 or m.per_device_batch is None:
+        return None
+    comm = m.parts_ms.get(vocab.COMMUNICATION, 0.0)
+    host = m.parts_ms.get(vocab.HOST_OVERHEAD, 0.0)
+    if (comm + host) / m.step_ms < t.comm_share:
+        return None
+    fixed = 1.0
+    if cost is not None and cost.items:
+        fixed_bytes = sum(i.bytes for i in cost.items if not i.per_image)
+        fixed = fixed_bytes / cost.bytes_per_step if cost.bytes_per_step else 1.0
+    per_step_fixed = comm * fixed + host
+    saving = per_step_fixed * (1 - 1 / t.batch_factor)
+    new = m.per_device_batch * t.batch_factor
+    return Recommendation("per_gpu_batch", m.name,
+                          f"Raise the per-device batch from {m.per_device_batch} to {new} (--batch-size "
+                          f"{new * m.devices}): the per-step parameter traffic and host overhead "
+                          f"({per_step_fixed:.1f} ms) are paid once per {t.batch_factor}× the images "
+                          "(re-tune the learning rate)", saving, m.step_ms, "predicted",
+                          {"fixed_ms": per_step_fixed, "new_per_device_batch": new})
+
+
+def _rec_amp(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    if m.step_ms is None or m.device_type != "cuda" or m.amp is not False:
+        return None
+    comp = m.parts_ms.get(vocab.COMPUTE, 0.0)
+    if comp / m.step_ms < t.amp_min_compute_share:
+        return None
+    saving = comp * t.amp_compute_saving
+    return Recommendation("amp", m.name,
+                          f"Try --amp: compute is {comp:.1f} ms of the {m.step_ms:.1f} ms step; assuming mixed "
+                          f"precision removes {pct(t.amp_compute_saving)} of it (not measured here)",
+                          saving, m.step_ms, "assumed", {"compute_ms": comp})
+
+
+def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel], samples: dict[str, dict[str, Any]],
+                    t: Thresholds = THRESHOLDS) -> list[Recommendation]:
+    """One recommendation per kind (for the run where it saves most), ranked by saved share of the step."""
+    best: dict[str, Recommendation] = {}
+    for m in metrics:
+        cost = costs.get(m.run_dir)
+        for rec in (_rec_ddp(m, cost, metrics, t), _rec_cpus(m, samples.get(m.run_dir, {}), t),
+                    _rec_pinned(m, t), _rec_batch(m, cost, t), _rec_amp(m, t)):
+            if rec is None or rec.saving_share < t.min_saving_share:
+                continue
+            if rec.kind not in best or rec.saving_share > best[rec.kind].saving_share:
+                best[rec.kind] = rec
+    return sorted(best.values(), key=lambda r: -r.saving_share)
+
+
+def all_findings(metrics: list[RunMetrics], costs: dict[str, CostModel], samples: dict[str, dict[str, Any]],
+                 t: Thresholds = THRESHOLDS) -> list[Finding]:
+    out: list[Finding] = []
+    for m in metrics:
+        out += findings_for(m, costs.get(m.run_dir), samples.get(m.run_dir, {}), t)
+    return out
+
+
+def finding_line(i: int, f: Finding) -> str:
+    return f"{i}. {f.text}"
+
+
+def recommendation_line(i: int, r: Recommendation) -> str:
+    return (f"{i}. {r.text} → saves ~{r.saving_ms:.1f} ms of {r.step_ms:.1f} ms per step "
+            f"({pct(r.saving_share)}, {r.basis}; {r.run})")
+
+
+def thresholds_dict(t: Thresholds = THRESHOLDS) -> dict[str, Any]:
+    return asdict(t)

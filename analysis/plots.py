@@ -1,0 +1,204 @@
+"""The report's figures as PNG bytes (matplotlib's Agg backend, no display, no pyplot state).
+
+Each function returns None when the data for its figure is absent, so the HTML can say so
+instead of drawing an empty chart.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+
+from analysis.model import RunAnalysis, TraceAnalysis  # noqa: E402
+from analysis.runs import load_series  # noqa: E402
+from analysis.scaling import RunMetrics  # noqa: E402
+from profiler import vocab  # noqa: E402
+
+COLOURS = {
+    vocab.COMPUTE: "#2e7d32",
+    vocab.COMMUNICATION: "#c62828",
+    vocab.H2D_COPY: "#ef6c00",
+    vocab.DATA_LOADING: "#1565c0",
+    vocab.HOST_OVERHEAD: "#8e24aa",
+    vocab.UNCLASSIFIED: "#6d4c41",
+    vocab.IDLE: "#bdbdbd",
+}
+PHASE_COLOURS = ["#90caf9", "#a5d6a7", "#ffcc80", "#ce93d8", "#ef9a9a", "#80cbc4", "#fff59d", "#b0bec5",
+                 "#f48fb1", "#c5e1a5"]
+DPI = 100
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def breakdown_png(metrics: Sequence[RunMetrics]) -> bytes | None:
+    """Stacked horizontal bar per run: share of the step in each breakdown category, step ms at the end."""
+    rows = [m for m in metrics if m.step_ms_source == "trace"]
+    if not rows:
+        return None
+    fig = Figure(figsize=(9, 0.45 * len(rows) + 1.8))
+    ax = fig.add_subplot()
+    labels = [m.name for m in rows]
+    left = [0.0] * len(rows)
+    for cat in vocab.CATEGORIES:
+        vals = [m.shares.get(cat, 0.0) * 100 for m in rows]
+        if not any(vals):
+            continue
+        ax.barh(labels, vals, left=left, color=COLOURS[cat], label=cat.replace("_", " "))
+        left = [a + b for a, b in zip(left, vals)]
+    for y, m in enumerate(rows):
+        ax.text(101, y, f"{m.step_ms:.1f} ms", va="center", fontsize=8)
+    ax.set_xlim(0, 115)
+    ax.set_xticks(range(0, 101, 20))
+    ax.invert_yaxis()
+    ax.set_xlabel("% of the step's wall time (mean of the profiled steps); step time at the right")
+    ax.set_title("Where each step's wall time goes")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return _png(fig)
+
+
+def speedup_png(metrics: Sequence[RunMetrics]) -> bytes | None:
+    """Speedup of images/s against the 1-device run, per strategy and device type, with ideal."""
+    groups: dict[str, list[RunMetrics]] = {}
+    for m in metrics:
+        if m.speedup is not None:
+            groups.setdefault(f"{m.strategy} ({m.device_type})", []).append(m)
+    if not groups or max(m.devices for ms in groups.values() for m in ms) <= 1:
+        return None
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.add_subplot()
+    top = max(m.devices for ms in groups.values() for m in ms)
+    ax.plot([1, top], [1, top], "--", color="#757575", label="ideal (linear)")
+    for label, ms in sorted(groups.items()):
+        ms = sorted(ms, key=lambda m: m.devices)
+        xs, ys = [m.devices for m in ms], [m.speedup for m in ms]
+        if xs[0] > 1:                        # start each line at its 1-device baseline
+            xs, ys = [1] + xs, [1.0] + ys
+        ax.plot(xs, ys, "o-", label=label)
+    ax.set_xlabel("devices")
+    ax.set_ylabel("speedup of images/s vs 1 device")
+    ax.set_xticks(sorted({m.devices for ms in groups.values() for m in ms} | {1}))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Speedup vs ideal")
+    return _png(fig)
+
+
+def utilisation_png(run: RunAnalysis) -> bytes | None:
+    """NVML GPU utilisation per device over time from samples.csv; host CPU % when there is no GPU."""
+    path = run.run_dir / vocab.SAMPLES_CSV
+    series = load_series(path, vocab.SOURCE_NVML, vocab.GPU_UTIL)
+    what, ylabel = "GPU", "GPU utilisation (%)"
+    if not series:
+        series = {k: v for k, v in load_series(path, vocab.SOURCE_HOST, vocab.CPU_PCT).items() if k == "all"}
+        procs = load_series(path, vocab.SOURCE_PROC, vocab.CPU_PCT)
+        for dev in ("main", "workers", "children"):
+            if dev in procs:
+                series[f"process {dev} (% of one core)"] = procs[dev]
+        what, ylabel = "host CPU", "CPU (%)"
+    if not series:
+        return None
+    fig = Figure(figsize=(8, 2.8))
+    ax = fig.add_subplot()
+    for dev, (ts, vs) in sorted(series.items()):
+        label = f"GPU {dev}" if what == "GPU" else ("host CPU (all cores)" if dev == "all" else dev)
+        ax.plot(ts, vs, label=label, linewidth=1)
+    ax.set_xlabel("seconds since the first sample")
+    ax.set_ylabel(ylabel)
+    top = max((max(vs) for _, vs in series.values() if vs), default=100.0)
+    ax.set_ylim(0, max(105.0, top * 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{run.name}: {what} over time")
+    return _png(fig)
+
+
+def _median_step(t: TraceAnalysis) -> int:
+    walls = sorted(range(len(t.steps)), key=lambda i: t.steps[i].wall_us)
+    return walls[len(walls) // 2]
+
+
+TIMELINE_BINS = 800
+
+
+def dominant_runs(spans: Sequence[tuple[float, float, str]], width: float, bins: int = TIMELINE_BINS
+                  ) -> list[tuple[float, float, str]]:
+    """Resample one lane to `bins` columns, each showing the label that covers most of it (or nothing,
+    when the lane is idle most of it), merged into runs: thousands of µs-long kernels would otherwise
+    draw as overlapping slivers whose colours misstate the shares."""
+    if width <= 0 or not spans:
+        return []
+    edges = np.linspace(0.0, width, bins + 1)
+    labels = sorted({lab for _, _, lab in spans})
+    occ = np.zeros((len(labels) + 1, bins))
+    for i, lab in enumerate(labels):
+        a = np.array([x for x, _, l2 in spans if l2 == lab])
+        b = np.array([y for _, y, l2 in spans if l2 == lab])
+        cov = np.clip(edges[:, None] - a[None, :], 0.0, (b - a)[None, :]).sum(axis=1)
+        occ[i + 1] = np.diff(cov)
+    occ[0] = np.maximum(0.0, np.diff(edges) - occ[1:].sum(axis=0))
+    best = occ.argmax(axis=0)
+    runs: list[tuple[float, float, str]] = []
+    start = 0
+    for j in range(1, bins + 1):
+        if j == bins or best[j] != best[start]:
+            if best[start] > 0:
+                runs.append((float(edges[start]), float(edges[j]), labels[best[start] - 1]))
+            start = j
+    return runs
+
+
+def timeline_png(run: RunAnalysis) -> bytes | None:
+    """One step's lanes (each GPU, host phases) from TraceAnalysis.timeline; else that step's parts."""
+    traces = [t for t in run.traces if t.steps]
+    if not traces:
+        return None
+    t = next((x for x in traces if x.timeline), traces[0])
+    fig = Figure(figsize=(9, 1.8))
+    ax = fig.add_subplot()
+    colour_of: dict[str, str] = dict(COLOURS)
+    if t.timeline:
+        lanes = sorted({s.lane for s in t.timeline}, key=lambda x: (not x.startswith("gpu"), x))
+        fig.set_size_inches(9, 0.45 * len(lanes) + 1.4)
+        for s in t.timeline:
+            if s.label not in colour_of:
+                colour_of[s.label] = PHASE_COLOURS[(len(colour_of) - len(COLOURS)) % len(PHASE_COLOURS)]
+        width = next((st.wall_us for st in t.steps if st.step == t.timeline_step),
+                     max(sp.end_us for sp in t.timeline))
+        for y, lane in enumerate(lanes):
+            spans = [(sp.start_us, sp.end_us, sp.label) for sp in t.timeline if sp.lane == lane]
+            runs = dominant_runs(spans, width)
+            for label in sorted({lab for _, _, lab in runs}):
+                bars = [(a / 1e3, (b - a) / 1e3) for a, b, lab in runs if lab == label]
+                ax.broken_barh(bars, (y - 0.4, 0.8), color=colour_of[label], label=label, linewidth=0)
+        ax.set_yticks(range(len(lanes)), lanes)
+        step = t.timeline_step
+        title = (f"{run.name} ({t.worker}): step {step if step is not None else ''} (median wall); "
+                 "each column shows what covers most of it, blank = idle")
+    else:
+        s = t.steps[_median_step(t)]
+        x = 0.0
+        for cat in vocab.CATEGORIES:
+            v = s.parts_us.get(cat, 0.0) / 1e3
+            if v > 0:
+                ax.broken_barh([(x, v)], (-0.4, 0.8), color=COLOURS[cat], label=cat.replace("_", " "))
+                x += v
+        ax.set_yticks([0], ["step parts"])
+        title = (f"{run.name} ({t.worker}): step {s.step} by category "
+                 "(totals placed end to end; no per-event timeline in this analysis)")
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xlabel("ms from the step's start")
+    ax.set_title(title, fontsize=10)
+    ax.invert_yaxis()
+    return _png(fig)

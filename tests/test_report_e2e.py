@@ -1,0 +1,71 @@
+"""End to end over real runs: the models helper's `tiny_runs` fixture (a real CPU single run and a real
+2-process gloo DDP run) through `python -m analysis.report`."""
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from analysis.report import main
+from profiler import vocab
+
+pytestmark = pytest.mark.slow
+
+
+def _paths(value: object) -> list[Path]:
+    """tiny_runs may be a folder, a list of run folders, or a mapping name -> run folder."""
+    if isinstance(value, (str, Path)):
+        return [Path(value)]
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _paths(v)]
+    if isinstance(value, Iterable):
+        return [p for v in value for p in _paths(v)]
+    run_dir = getattr(value, "run_dir", None) or getattr(value, "root", None)
+    return [Path(run_dir)] if run_dir else []
+
+
+@pytest.fixture
+def real_runs(request: pytest.FixtureRequest) -> list[Path]:
+    try:
+        value = request.getfixturevalue("tiny_runs")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/conftest.py has no tiny_runs fixture yet (written by the models helper)")
+    paths = [p for p in _paths(value) if p.exists()]
+    if not paths:
+        pytest.skip(f"tiny_runs gave no existing folder: {value!r}")
+    return paths
+
+
+def test_report_over_real_cpu_runs(real_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    assert main([*map(str, real_runs), "--out", str(out), "--progress", "off"]) == 0
+    text = capsys.readouterr().out
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    runs = {r["strategy"]: r for r in summary["runs"]}
+    assert {"single", "ddp"} <= set(runs), sorted(runs)
+    single, ddp = runs["single"], runs["ddp"]
+    assert single["device_type"] == ddp["device_type"] == "cpu"
+    assert single["devices"] == 1 and ddp["devices"] == 2 and len(ddp["trace_files"]) == 2
+    for r in (single, ddp):
+        assert r["step_ms_source"] == "trace" and r["steps_profiled"] >= 1
+        assert sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"], rel=1e-6)
+        assert r["shares"][vocab.COMPUTE] > 0
+        assert r["images_per_s_source"] == "run.json"
+        assert r["errors"] == []
+    assert single["shares"][vocab.COMMUNICATION] == 0.0
+    assert ddp["shares"][vocab.COMMUNICATION] > 0.0          # the gloo all-reduce is seen and counted
+    assert ddp["baseline"] == single["name"]
+    assert ddp["speedup"] == pytest.approx(ddp["images_per_s"] / single["images_per_s"])
+    assert ddp["cost_model"]["bytes_per_step"] == pytest.approx(ddp["cost_model"]["parameter_bytes"])  # 2P(N−1)/N, N=2
+    names = {r["name"] for r in summary["runs"]}
+    assert all(f["run"] in names for f in summary["findings"])
+    for name in names:
+        assert name in text
+    html = (out / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert all(base64.b64decode(s.split(",", 1)[1])[:4] == b"\x89PNG" for s in srcs)

@@ -1,0 +1,110 @@
+"""index.html is self-contained (data: PNGs only, no scripts, no fetches, text escaped); summary.json round-trips."""
+from __future__ import annotations
+
+import base64
+from html.parser import HTMLParser
+from pathlib import Path
+
+import orjson
+import pytest
+
+from analysis.model import TimelineSpan
+from analysis.report import build_report, render_html, summary_bytes, to_summary, write_outputs
+from profiler import vocab
+from test_report_support import SAMPLES, run, run_json, trace
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert(1)</script>"
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture(scope="module")
+def tmp_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("html")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path: Path):
+    base_dir = tmp_path / "single-1gpu-b64"
+    base_dir.mkdir()
+    (base_dir / vocab.SAMPLES_CSV).write_text(SAMPLES)
+    single = run("single-1gpu-b64", [trace(shares={vocab.COMPUTE: 0.6, vocab.DATA_LOADING: 0.3}, gpus={0: 0.6})],
+                 run_json("single-1gpu-b64", "single", 1, 64, images_per_s=100.0, cpus_allowed=1),
+                 samples={"mean_gpu_util_pct": 80.0}, root=tmp_path)
+    dp_tr = trace(shares={vocab.COMPUTE: 0.3, vocab.COMMUNICATION: 0.5}, gpus={0: 0.9, 1: 0.2})
+    dp_tr.timeline = [TimelineSpan("gpu 0", 0.0, 50_000.0, vocab.COMPUTE),
+                      TimelineSpan("gpu 1", 10_000.0, 30_000.0, vocab.COMMUNICATION),
+                      TimelineSpan("host: step phases", 0.0, 60_000.0, vocab.FORWARD)]
+    dp_tr.timeline_step = 2
+    dp = run("dp-2gpu-b128", [dp_tr], run_json("dp-2gpu-b128", "dp", 2, 128, images_per_s=120.0,
+                                               parameter_bytes=10**8), root=tmp_path)
+    cpu = run(EVIL, [trace(has_gpu=False, shares={vocab.COMPUTE: 0.5, vocab.COMMUNICATION: 0.2})], root=tmp_path)
+    cpu.errors.append(f"{tmp_path}/{EVIL}/rank1.pt.trace.json.gz: not valid JSON")
+    return build_report([single, dp, cpu])
+
+
+@pytest.fixture(scope="module")
+def doc(report) -> str:
+    return render_html(report)
+
+
+def test_html_is_self_contained(doc: str) -> None:
+    parser = Tags()
+    parser.feed(doc)
+    tags = [t for t, _ in parser.tags]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags and "object" not in tags
+    for tag, attrs in parser.tags:
+        for key in ("src", "href", "srcset", "action", "data"):
+            value = attrs.get(key) or ""
+            assert not value.lower().startswith(("http://", "https://", "//")), (tag, key, value[:60])
+    assert "url(" not in doc and "@import" not in doc
+    imgs = [attrs for tag, attrs in parser.tags if tag == "img"]
+    # breakdown + speedup + one utilisation (the only run with samples.csv) + three step timelines
+    assert len(imgs) == 6
+    for attrs in imgs:
+        src = attrs["src"] or ""
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+
+
+def test_all_text_is_escaped(doc: str) -> None:
+    assert EVIL not in doc
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
+    assert "Errors" in doc and "not valid JSON" in doc
+
+
+def test_report_content(report, doc: str) -> None:
+    for needle in ("single-1gpu-b64", "dp-2gpu-b128", "Findings", "Recommendations", "Communication cost model"):
+        assert needle in doc
+    for f in report.findings:
+        assert f.text.replace("'", "&#x27;").replace("<", "&lt;").replace(">", "&gt;") in doc
+
+
+def test_summary_json_round_trips_the_numbers(report, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    index = write_outputs(report, out)
+    assert index == out / "index.html" and index.read_text().startswith("<!DOCTYPE html>")
+    loaded = orjson.loads((out / "summary.json").read_bytes())
+    assert loaded == orjson.loads(summary_bytes(report))
+    assert loaded["schema"] == 1
+    by_name = {r["name"]: r for r in loaded["runs"]}
+    for m in report.metrics:
+        row = by_name[m.name]
+        assert row["step_ms"] == m.step_ms and row["images_per_s"] == m.images_per_s
+        assert row["speedup"] == m.speedup and row["shares"] == m.shares
+    assert by_name["dp-2gpu-b128"]["speedup"] == 1.2 and by_name["dp-2gpu-b128"]["efficiency"] == 0.6
+    assert by_name["dp-2gpu-b128"]["cost_model"]["bytes_per_step"] == pytest.approx(2 * 10**8 + 786432)
+    assert [f["text"] for f in loaded["findings"]] == [f.text for f in report.findings]
+    assert [f["number"] for f in loaded["findings"]] == list(range(1, len(report.findings) + 1))
+    assert [r["saving_ms"] for r in loaded["recommendations"]] == [r.saving_ms for r in report.recommendations]
+    assert loaded["errors"] == report.errors
+    assert loaded["thresholds"]["comm_share"] == 0.10
+    assert to_summary(report)["runs"][0]["samples"] == {"mean_gpu_util_pct": 80.0}

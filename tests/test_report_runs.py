@@ -1,0 +1,130 @@
+"""Run discovery, run.json and samples.csv summaries, and per-run error isolation (analysis.runs)."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.errors import TraceError
+from analysis.runs import (InputError, analyse_run, discover_runs, find_traces, load_run_json, load_series,
+                           summarise_samples)
+from profiler import vocab
+from test_report_support import SAMPLES, kineto_events, run_json, trace, write_run, write_trace
+
+
+def test_discover_finds_nested_runs_and_skips_hidden(tmp_path: Path) -> None:
+    write_run(tmp_path / "sweep", "single-1gpu-b64", run_json("single-1gpu-b64", "single", 1, 64))
+    (tmp_path / "sweep" / "dp-2gpu-b128").mkdir()
+    (tmp_path / "sweep" / "dp-2gpu-b128" / "run.json").write_text("{}")         # run.json only (no traces)
+    write_trace(tmp_path / "bare" / "worker0.1.pt.trace.json", kineto_events())  # traces only, plain JSON
+    write_trace(tmp_path / ".hidden" / "x" / "rank0.1.pt.trace.json.gz", kineto_events())
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("nothing")
+    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in discover_runs([tmp_path])]
+    assert found == ["bare", "sweep/dp-2gpu-b128", "sweep/single-1gpu-b64"]
+
+
+def test_discover_sniffs_oddly_named_kineto_json(tmp_path: Path) -> None:
+    """HTA's test traces are named *.json.gz; they count only if they hold traceEvents."""
+    write_trace(tmp_path / "hta" / "sampled_rank-0.json.gz", kineto_events())
+    (tmp_path / "expected").mkdir()
+    (tmp_path / "expected" / "breakdown.json").write_text(json.dumps({"Kernel": 1}))
+    (tmp_path / "expected" / "broken.json.gz").write_bytes(b"\x1f\x8b not gzip")
+    assert discover_runs([tmp_path]) == [(tmp_path / "hta").resolve()]
+    assert [p.name for p in find_traces(tmp_path / "hta")] == ["sampled_rank-0.json.gz"]
+
+
+def test_named_traces_win_over_other_json(tmp_path: Path) -> None:
+    d = tmp_path / "r"
+    write_trace(d / "rank1.2.pt.trace.json.gz", kineto_events())
+    write_trace(d / "rank0.2.pt.trace.json.gz", kineto_events())
+    write_trace(d / "other.json", kineto_events())
+    (d / "run.json").write_text("{}")
+    assert [p.name for p in find_traces(d)] == ["rank0.2.pt.trace.json.gz", "rank1.2.pt.trace.json.gz"]
+
+
+def test_discover_missing_path_is_one_line_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as e:
+        discover_runs([tmp_path / "nope"])
+    assert "nope" in str(e.value) and "\n" not in str(e.value)
+    assert discover_runs([tmp_path]) == []
+
+
+def test_a_file_path_means_its_folder(tmp_path: Path) -> None:
+    p = write_trace(tmp_path / "r" / "rank0.1.pt.trace.json.gz", kineto_events())
+    assert discover_runs([p]) == [(tmp_path / "r").resolve()]
+
+
+def test_load_run_json_missing_and_corrupt(tmp_path: Path) -> None:
+    assert load_run_json(tmp_path) == ({}, None)
+    (tmp_path / "run.json").write_text('{"name": ')
+    data, err = load_run_json(tmp_path)
+    assert data == {} and err is not None and "run.json" in err and "\n" not in err
+    (tmp_path / "run.json").write_text("[1, 2]")
+    assert load_run_json(tmp_path)[1] == f"{tmp_path / 'run.json'}: run.json is not a JSON object"
+
+
+def test_summarise_samples_exact(tmp_path: Path) -> None:
+    p = tmp_path / "samples.csv"
+    p.write_text(SAMPLES)   # ends with a half-written row, as a killed sampler leaves it
+    s = summarise_samples(p)
+    assert s["rows"] == 17
+    assert s["gpu_util_pct"] == {"0": 80.0, "1": 30.0}
+    assert s["mean_gpu_util_pct"] == 55.0
+    assert s["pcie_tx_kbps_max"] == {"0": 2000000.0}
+    assert s["host_cpu_pct"] == 75.0 and s["host_cpu_pct_max"] == 100.0
+    assert s["host_cores_sampled"] == 1
+    assert s["main_cpu_pct"] == 90.0
+    assert s["children_cpu_pct"] == 200.0
+    assert s["peak_rss_mib"] == 1500.0          # main + workers at the same instant
+    assert s["duration_s"] == pytest.approx(0.1)
+
+
+def test_samples_absent_or_host_only(tmp_path: Path) -> None:
+    assert summarise_samples(tmp_path / "samples.csv") == {}
+    p = tmp_path / "samples.csv"
+    p.write_text("time_ns,source,device,metric,value\n5,host,all,cpu_pct,40\n")
+    s = summarise_samples(p)
+    assert s["gpu_util_pct"] == {} and s["mean_gpu_util_pct"] is None and s["host_cpu_pct"] == 40.0
+
+
+def test_samples_wrong_header_is_an_error_line(tmp_path: Path) -> None:
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "samples.csv").write_text("a,b\n1,2\n")
+    ra = analyse_run(d, analyser=lambda p: trace())
+    assert len(ra.errors) == 1 and "samples.csv" in ra.errors[0] and "unexpected header" in ra.errors[0]
+
+
+def test_load_series_relative_seconds(tmp_path: Path) -> None:
+    p = tmp_path / "samples.csv"
+    p.write_text(SAMPLES)
+    s = load_series(p, vocab.SOURCE_NVML, vocab.GPU_UTIL)
+    assert s["0"] == ([0.0, 0.1], [90.0, 70.0])
+    assert s["1"][1] == [20.0, 40.0]
+
+
+def test_one_bad_trace_is_one_error_line_and_the_rest_is_analysed(tmp_path: Path) -> None:
+    d = write_run(tmp_path, "ddp-2cpu-b64", run_json("ddp-2cpu-b64", "ddp", 2, 64, "cpu"), traces=2)
+    bad = d / "rank1.1700000000000.pt.trace.json.gz"
+
+    def analyser(path: Path):
+        if path == bad:
+            raise TraceError(path, "corrupt or truncated gzip")
+        return trace(worker="rank0")
+
+    ra = analyse_run(d, analyser=analyser)
+    assert [t.worker for t in ra.traces] == ["rank0"]
+    assert ra.errors == [f"{bad}: corrupt or truncated gzip"]
+    assert ra.name == "ddp-2cpu-b64" and ra.run["config"]["strategy"] == "ddp"
+
+
+def test_real_reader_error_on_corrupt_trace(tmp_path: Path) -> None:
+    d = write_run(tmp_path, "r", None)
+    bad = d / "rank9.1.pt.trace.json.gz"
+    bad.write_bytes(gzip.compress(b'{"traceEvents": [{"ph": "X", "ts": 1'))   # JSON cut mid-event
+    ra = analyse_run(d)
+    assert len(ra.traces) == 1 and len(ra.errors) == 1
+    assert ra.errors[0].startswith(str(bad)) and "\n" not in ra.errors[0]

@@ -1,0 +1,133 @@
+"""Builders shared by the test_report_* tests: hand-made analyses, run folders and small traces.
+
+Not a test module itself (no tests here); it is named test_report_* only so it sits with the
+files it serves.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from analysis.model import DeviceView, MemcpyStats, RunAnalysis, StepBreakdown, TraceAnalysis
+from profiler import vocab
+
+
+def parts(step_us: float, **shares: float) -> dict[str, float]:
+    """Category µs for a step of step_us where the named categories take the given shares; idle the rest."""
+    out = {c: 0.0 for c in vocab.CATEGORIES}
+    for k, v in shares.items():
+        out[k] = step_us * v
+    out[vocab.IDLE] += step_us - sum(out.values())
+    return out
+
+
+def trace(worker: str = "rank0", step_us: float = 100_000.0, n_steps: int = 3, shares: dict[str, float] | None = None,
+          gpus: dict[int, float] | None = None, memcpy: list[MemcpyStats] | None = None,
+          phase: dict[str, float] | None = None, has_gpu: bool = True, overlap: float | None = None,
+          pid: int = 1) -> TraceAnalysis:
+    """A TraceAnalysis of n equal steps; gpus maps CUDA index -> busy share (all compute)."""
+    p = parts(step_us, **(shares or {}))
+    steps = [StepBreakdown(i + 1, i * step_us, (i + 1) * step_us, dict(p)) for i in range(n_steps)]
+    wall = step_us * n_steps
+    devices = []
+    for idx, busy in (gpus or {}).items():
+        devices.append(DeviceView(f"pid {pid} gpu {idx}", pid, idx, wall, wall * busy, 0.0, 0.0, wall * (1 - busy)))
+    if not has_gpu:
+        devices = [DeviceView("cpu", pid, -1, wall, wall * 0.5, 0.0, 0.0, wall * 0.5)]
+    return TraceAnalysis(path=Path(f"/x/{worker}.1.pt.trace.json.gz"), worker=worker, has_gpu=has_gpu, steps=steps,
+                         devices=devices, phase_totals_us={k: v * n_steps for k, v in (phase or {}).items()},
+                         memcpy=memcpy or [], comm_overlap=overlap)
+
+
+def run_json(name: str, strategy: str, devices: int, global_batch: int, device_type: str = "cuda",
+             images_per_s: float | None = None, parameter_bytes: int | None = None, workers: int = 4,
+             cpus_allowed: int | None = None, pin_memory: bool = False, amp: bool = False,
+             layers: list[dict[str, Any]] | None = None, status: str = "complete") -> dict[str, Any]:
+    model: dict[str, Any] = {"layers": layers or []}
+    if parameter_bytes is not None:
+        model.update(parameters=parameter_bytes // 4, parameter_bytes=parameter_bytes)
+    results: dict[str, Any] = {"steps": 10, "images": 10 * global_batch}
+    if images_per_s is not None:
+        results["images_per_s"] = images_per_s
+    return {"schema": 1, "name": name, "status": status, "message": None,
+            "config": {"strategy": strategy, "device_type": device_type, "devices": devices,
+                       "global_batch": global_batch, "per_device_batch": global_batch // devices,
+                       "workers": workers, "pin_memory": pin_memory, "amp": amp},
+            "model": model,
+            "environment": {"cpus_allowed": cpus_allowed, "gpus": []},
+            "results": results}
+
+
+def run(name: str, traces: list[TraceAnalysis], info: dict[str, Any] | None = None,
+        samples: dict[str, Any] | None = None, root: Path = Path("/runs")) -> RunAnalysis:
+    return RunAnalysis(run_dir=root / name, name=name, run=info or {}, traces=traces, samples=samples or {})
+
+
+# --- files on disk ----------------------------------------------------------------------------
+
+def kineto_events(n_steps: int = 3, step_us: int = 1000, gpu: bool = True, pid: int = 100) -> list[dict[str, Any]]:
+    """A torch 2.x-shaped trace: ProfilerStep, our labels, a launch and its kernel per step."""
+    ev: list[dict[str, Any]] = []
+    for i in range(n_steps):
+        t = i * step_us
+        ev += [
+            {"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{i + 1}", "pid": pid, "tid": 1,
+             "ts": t, "dur": step_us},
+            {"ph": "X", "cat": "user_annotation", "name": vocab.DATA_WAIT, "pid": pid, "tid": 1, "ts": t, "dur": 200},
+            {"ph": "X", "cat": "user_annotation", "name": vocab.FORWARD, "pid": pid, "tid": 1, "ts": t + 200,
+             "dur": 300},
+            {"ph": "X", "cat": "cpu_op", "name": "aten::conv2d", "pid": pid, "tid": 1, "ts": t + 210, "dur": 280},
+        ]
+        if gpu:
+            ev += [
+                {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": pid, "tid": 1, "ts": t + 250,
+                 "dur": 10, "args": {"correlation": i + 1}},
+                {"ph": "X", "cat": "kernel", "name": "implicit_convolve_sgemm", "pid": 0, "tid": 7, "ts": t + 300,
+                 "dur": 400, "args": {"device": 0, "correlation": i + 1}},
+            ]
+    return ev
+
+
+def write_trace(path: Path, events: list[dict[str, Any]]) -> Path:
+    doc = {"schemaVersion": 1, "traceEvents": events, "baseTimeNanoseconds": 1_700_000_000_000_000_000}
+    data = json.dumps(doc).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def write_run(root: Path, name: str, info: dict[str, Any] | None, gpu: bool = True,
+              samples: str | None = None, traces: int = 1) -> Path:
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    for r in range(traces):
+        write_trace(d / f"rank{r}.1700000000000.pt.trace.json.gz", kineto_events(gpu=gpu, pid=100 + r))
+    if info is not None:
+        (d / vocab.RUN_JSON).write_text(json.dumps(info))
+    if samples is not None:
+        (d / vocab.SAMPLES_CSV).write_text(samples)
+    return d
+
+
+SAMPLES = """time_ns,source,device,metric,value
+1000000000,nvml,0,gpu_util_pct,90
+1000000000,nvml,1,gpu_util_pct,20
+1000000000,nvml,0,pcie_tx_kbps,1000000
+1000000000,host,all,cpu_pct,50
+1000000000,host,cpu0,cpu_pct,40
+1000000000,proc,main,cpu_pct,100
+1000000000,proc,workers,cpu_pct,300
+1000000000,proc,main,rss_mib,1000
+1000000000,proc,workers,rss_mib,500
+1100000000,nvml,0,gpu_util_pct,70
+1100000000,nvml,1,gpu_util_pct,40
+1100000000,nvml,0,pcie_tx_kbps,2000000
+1100000000,host,all,cpu_pct,100
+1100000000,proc,main,cpu_pct,80
+1100000000,proc,workers,cpu_pct,100
+1100000000,proc,main,rss_mib,1200
+1100000000,proc,workers,rss_mib,200
+1200000000,nvml,0,gpu_u
+"""
