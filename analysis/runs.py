@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from analysis.model import RunAnalysis, TimelineSpan, TraceAnalysis
+from analysis.model import RunAnalysis, TraceAnalysis
 from profiler import vocab
 
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
@@ -234,67 +234,13 @@ def analyse_with_timeline(path: Path, timeline: bool = True) -> TraceAnalysis:
     built while the events are still in memory so the trace is read once."""
     from analysis.breakdown import analyse
     from analysis.reader import read_trace
+    from analysis.timeline import step_timeline
 
     tr = read_trace(path)
     ta = analyse(tr)
     if timeline and not ta.timeline and ta.steps:
-        try:
-            ta.timeline, ta.timeline_step = step_timeline(tr, ta)
-        except (ImportError, AttributeError, ValueError, IndexError, TypeError):
-            pass  # the plot falls back to the step's category totals
+        ta.timeline, ta.timeline_step = step_timeline(tr, ta)
     return ta
-
-
-TIMELINE_MAX_SPANS = 4000   # per lane; beyond it spans shorter than the step / 2000 are dropped from the plot
-
-
-def step_timeline(tr: Any, ta: TraceAnalysis) -> tuple[list[TimelineSpan], int]:
-    """Lanes of the median step: each GPU's compute/communication/host→device, the exclusive
-    breakdown, and the host's phase labels (train-step phases and DataParallel phases apart).
-
-    Uses the breakdown's own classification so the picture matches the numbers.
-    """
-    import numpy as np
-
-    from analysis import intervals as iv
-    from analysis.breakdown import _category_sets, _resolve
-    from analysis.classify import Kind
-
-    order = sorted(range(len(ta.steps)), key=lambda i: ta.steps[i].wall_us)
-    step = ta.steps[order[len(order) // 2]]
-    s, e = step.start_us - tr.t0_us, step.end_us - tr.t0_us
-    ev = _resolve(tr)
-    sets = _category_sets(ev, ta.has_gpu, [])
-    spans: list[TimelineSpan] = []
-    min_len = (e - s) / 2000
-
-    def add(lane: str, label: str, ivs: Any) -> None:
-        rows = iv.clip(ivs, s, e)
-        if len(rows) > TIMELINE_MAX_SPANS:
-            rows = rows[(rows[:, 1] - rows[:, 0]) >= min_len]
-        spans.extend(TimelineSpan(lane, float(a - s), float(b - s), label) for a, b in rows.tolist())
-
-    if ta.has_gpu:
-        kinds = ((vocab.COMPUTE, Kind.GPU_COMPUTE), (vocab.COMMUNICATION, Kind.GPU_COMM), (vocab.H2D_COPY, Kind.GPU_H2D))
-        for d in np.unique(ev.gpu_index[ev.gpu]).tolist():
-            on = ev.gpu & (ev.gpu_index == d)
-            covered = iv.EMPTY
-            for label, kind in kinds:
-                mine = iv.subtract(ev.spans(on & (ev.kind == kind)), covered)
-                add(f"gpu {d}", label, mine)
-                covered = iv.union(covered, mine)
-    covered = iv.EMPTY
-    for cat, ivs in sets:
-        here = iv.subtract(iv.clip(ivs, s, e), covered)
-        add("step (exclusive)", cat, here)
-        covered = iv.union(covered, here)
-    names = tr.names
-    for lane, labels in (("host: step phases", vocab.TRAIN_STEP_PHASES), ("host: DataParallel", vocab.DP_PHASES)):
-        for label in labels:
-            if label in names:
-                idx = names.index(label)
-                add(lane, label, ev.spans((tr.name == idx) & (ev.kind != Kind.IGNORE)))
-    return spans, step.step
 
 
 def analyse_run(run_dir: Path, analyser: TraceAnalyser | None = None,

@@ -1,0 +1,281 @@
+"""Split every profiled step of one trace into vocab.CATEGORIES, plus the side views.
+
+DESIGN.md "The breakdown": per ProfilerStep#N on the main thread, the window is
+stretched to the end of the GPU work launched inside it (launch -> GPU event by the
+correlation id) and starts no earlier than the previous step's stretched end, so
+steps never share an instant. Inside a window each instant goes to the first
+category that covers it: compute > communication > host_to_device > data_loading >
+host_overhead > unclassified > idle (union-then-subtract sweep), so the parts sum to
+the wall time. GPUs are (process, device index) and never merged.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analysis import intervals as iv
+from analysis.classify import (ALLREDUCE_NAME, CPU_COMPUTE_LABELS, CPU_COMPUTE_TORCH, GPU_KINDS, HOST_KINDS,
+                               Kind, classify, memcpy_kind, step_number)
+from analysis.errors import TraceError
+from analysis.model import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
+from analysis.reader import Trace, read_trace
+from profiler import vocab
+
+_KERNEL_CATS = ("kernel", "Kernel")
+_MEMCPY_CATS = ("gpu_memcpy", "Memcpy")
+PHASE_KEYS: tuple[str, ...] = vocab.ALL_PHASES + (vocab.TORCH_DP_FORWARD, vocab.TORCH_DDP_FORWARD)
+
+
+@dataclass
+class Events:
+    """A trace with its kinds and launch links resolved: what every view below needs."""
+
+    tr: Trace
+    kind: NDArray[np.int8]
+    host_pid: int | str
+    gpu: NDArray[np.bool_]
+    gpu_index: NDArray[np.int64]
+    launch_ts: NDArray[np.float64]      # per event: ts of the runtime call that launched it, nan if none
+    launch_thread: NDArray[np.int64]    # per event: (pid, tid) key of that call, -1 if none
+
+    def spans(self, mask: NDArray[np.bool_]) -> iv.Intervals:
+        return iv.union(iv.make(self.tr.ts[mask], self.tr.end[mask]))
+
+    def of(self, *kinds: Kind) -> NDArray[np.bool_]:
+        return np.isin(self.kind, np.array([int(k) for k in kinds], np.int8))
+
+    def named(self, pattern: re.Pattern[str] | tuple[str, ...]) -> NDArray[np.bool_]:
+        ok = [bool(pattern.search(n)) if isinstance(pattern, re.Pattern) else n in pattern for n in self.tr.names]
+        return np.array(ok, bool)[self.tr.name] if ok else np.zeros(len(self.tr), bool)
+
+
+def worker_name(path: Path) -> str:
+    """'rank0.1700000000000.pt.trace.json.gz' -> 'rank0' (host names with dots survive)."""
+    name = path.name
+    for suffix in (".gz", ".json", ".pt.trace"):
+        name = name.removesuffix(suffix)
+    head, _, tail = name.rpartition(".")
+    return head if head and tail.isdigit() else name
+
+
+def resolve(tr: Trace) -> Events:
+    """Classify every event, link GPU work to the call that launched it, find the host process."""
+    kind = classify(tr)
+    host = np.isin(kind, [int(k) for k in (Kind.STEP, *HOST_KINDS)])
+    host_pid_idx = int(np.bincount(tr.pid[host]).argmax()) if host.any() else 0
+    gpu = np.isin(kind, [int(k) for k in GPU_KINDS])
+    pid_as_index = np.array([p if isinstance(p, int) else 0 for p in tr.pids], np.int64)[tr.pid]
+    gpu_index = np.where(tr.device >= 0, tr.device, pid_as_index)
+    thread = tr.pid.astype(np.int64) * (len(tr.tids) + 1) + tr.tid
+    launch_ts = np.full(len(tr), np.nan)
+    launch_thread = np.full(len(tr), -1, np.int64)
+    rt = np.flatnonzero((kind == Kind.HOST_RUNTIME) & (tr.corr >= 0))
+    linked = np.flatnonzero(gpu & (tr.corr >= 0))
+    if len(rt) and len(linked):
+        rt = rt[np.argsort(tr.corr[rt], kind="stable")]
+        pos = np.minimum(np.searchsorted(tr.corr[rt], tr.corr[linked]), len(rt) - 1)
+        hit = tr.corr[rt[pos]] == tr.corr[linked]
+        launch_ts[linked[hit]] = tr.ts[rt[pos[hit]]]
+        launch_thread[linked[hit]] = thread[rt[pos[hit]]]
+    ev = Events(tr, kind, tr.pids[host_pid_idx] if tr.pids else 0, gpu, gpu_index, launch_ts, launch_thread)
+    _reclassify_dp_work(ev, thread)
+    return ev
+
+
+def _reclassify_dp_work(ev: Events, thread: NDArray[np.int64]) -> None:
+    """GPU kernels launched inside DataParallel's broadcast / scatter / gather / reduce-add are communication."""
+    dp = ev.kind == Kind.HOST_DP_COMM
+    cand = np.flatnonzero((ev.kind == Kind.GPU_COMPUTE) & (ev.launch_thread >= 0))
+    if not dp.any() or not len(cand):
+        return
+    for t in np.unique(thread[dp]):
+        spans = ev.spans(dp & (thread == t))
+        on_t = cand[ev.launch_thread[cand] == t]
+        ev.kind[on_t[iv.contains(spans, ev.launch_ts[on_t])]] = Kind.GPU_COMM
+
+
+def _step_windows(ev: Events) -> tuple[list[int], NDArray[np.float64], list[str]]:
+    """Step numbers and [start, end) windows from ProfilerStep#N on the main thread, each stretched
+    to the end of the GPU work launched inside it and starting no earlier than the previous end."""
+    tr = ev.tr
+    steps = np.flatnonzero(ev.kind == Kind.STEP)
+    notes: list[str] = []
+    if len(steps) == 0:
+        live = ev.kind != Kind.IGNORE
+        live = live if live.any() else np.ones(len(tr), bool)
+        notes.append("no ProfilerStep in the trace: the whole trace is analysed as one step (step -1)")
+        return [-1], np.array([[tr.ts[live].min(), tr.end[live].max()]]), notes
+    thread = tr.pid[steps].astype(np.int64) * (len(tr.tids) + 1) + tr.tid[steps]
+    main = np.bincount(thread - thread.min()).argmax() + thread.min()
+    steps = steps[thread == main]
+    steps = steps[np.argsort(tr.ts[steps], kind="stable")]
+    host = np.column_stack((tr.ts[steps], tr.end[steps]))
+    gpu_end = np.full(len(steps), -np.inf)
+    launched = np.flatnonzero(ev.gpu & ~np.isnan(ev.launch_ts))
+    if len(launched):
+        idx = np.searchsorted(host[:, 0], ev.launch_ts[launched], side="right") - 1
+        ok = idx >= 0
+        ok[ok] = ev.launch_ts[launched[ok]] < host[idx[ok], 1]
+        np.maximum.at(gpu_end, idx[ok], tr.end[launched[ok]])
+    windows = np.empty_like(host)
+    prev_end = -np.inf
+    for i, (s, e) in enumerate(host):
+        start = max(s, prev_end)
+        end = max(e, gpu_end[i], start)
+        windows[i] = (start, end)
+        prev_end = end
+    numbers = [step_number(tr.names[tr.name[i]]) or 0 for i in steps]
+    return numbers, windows, notes
+
+
+def category_sets(ev: Events, has_gpu: bool, notes: list[str]) -> list[tuple[str, iv.Intervals]]:
+    """The merged interval set of each category, in priority order."""
+    k = ev.of
+    if has_gpu:
+        compute = ev.spans(k(Kind.GPU_COMPUTE))
+    else:
+        ops = ev.spans(k(Kind.HOST_OP))
+        windows = ev.spans(ev.named(CPU_COMPUTE_LABELS) & k(Kind.HOST_LABEL))
+        if not len(windows):
+            windows = ev.spans(ev.named(CPU_COMPUTE_TORCH) & k(Kind.HOST_LABEL, Kind.HOST_OP))
+            if len(windows):
+                notes.append("CPU trace without ss: labels: compute = CPU ops under torch's "
+                             "autograd/optimizer/module spans")
+        if len(windows):
+            compute = iv.intersect(ops, windows)
+        else:
+            compute = iv.subtract(ops, ev.spans(k(Kind.HOST_DATA)))
+            notes.append("CPU trace without phase labels: compute = every CPU op outside data loading")
+    return [
+        (vocab.COMPUTE, compute),
+        (vocab.COMMUNICATION, ev.spans(k(Kind.GPU_COMM, Kind.HOST_COMM))),
+        (vocab.H2D_COPY, ev.spans(k(Kind.GPU_H2D))),
+        (vocab.DATA_LOADING, ev.spans(k(Kind.HOST_DATA))),
+        # DataParallel's host side (Python replicate, scatter bookkeeping) is host work; the
+        # copies and kernels it launches were reclassified as communication above.
+        (vocab.HOST_OVERHEAD, ev.spans(k(Kind.HOST_OP, Kind.HOST_LABEL, Kind.HOST_RUNTIME, Kind.HOST_DP_COMM))),
+        (vocab.UNCLASSIFIED, ev.spans(k(Kind.UNKNOWN))),
+    ]
+
+
+def sweep(sets: list[tuple[str, iv.Intervals]], start: float, end: float,
+          wall: float | None = None) -> dict[str, float]:
+    """Exclusive time of each category in [start, end) by priority; idle is the rest of `wall`
+    (default end - start; the caller passes the wall as its absolute clock rounds it)."""
+    parts = {c: 0.0 for c in vocab.CATEGORIES}
+    covered = iv.EMPTY
+    for cat, s in sets:
+        here = iv.clip(s, start, end)
+        parts[cat] = iv.total(iv.subtract(here, covered))
+        covered = iv.union(covered, here)
+    parts[vocab.IDLE] = max(0.0, float(end - start if wall is None else wall) - sum(parts.values()))
+    return parts
+
+
+def _device_views(ev: Events, windows: NDArray[np.float64], sets: list[tuple[str, iv.Intervals]],
+                  has_gpu: bool) -> list[DeviceView]:
+    tr = ev.tr
+    wall = float(np.sum(windows[:, 1] - windows[:, 0]))
+    W = iv.union(windows)
+    if not has_gpu:
+        act = dict(sets)
+        comp = iv.intersect(act[vocab.COMPUTE], W)
+        comm = iv.subtract(iv.intersect(act[vocab.COMMUNICATION], W), comp)
+        busy = iv.total(comp) + iv.total(comm)
+        return [DeviceView("cpu", ev.host_pid, -1, wall, iv.total(comp), iv.total(comm), 0.0, wall - busy, 0)]
+    views = []
+    kernels = np.isin(np.array(tr.cats, object)[tr.cat], _KERNEL_CATS) if tr.cats else np.zeros(len(tr), bool)
+    for d in np.unique(ev.gpu_index[ev.gpu]):
+        on = ev.gpu & (ev.gpu_index == d)
+        comp = iv.intersect(ev.spans(on & (ev.kind == Kind.GPU_COMPUTE)), W)
+        comm_all = iv.intersect(ev.spans(on & (ev.kind == Kind.GPU_COMM)), W)
+        h2d_all = iv.intersect(ev.spans(on & (ev.kind == Kind.GPU_H2D)), W)
+        comm = iv.subtract(comm_all, comp)
+        h2d = iv.subtract(h2d_all, iv.union(comp, comm_all))
+        busy = iv.total(iv.union(comp, comm_all, h2d_all))
+        n_kernels = int(np.count_nonzero(iv.contains(W, tr.ts[on & kernels])))
+        views.append(DeviceView(f"pid {ev.host_pid} gpu {int(d)}", ev.host_pid, int(d), wall, iv.total(comp),
+                                iv.total(comm), iv.total(h2d), max(0.0, wall - busy), n_kernels))
+    return views
+
+
+def _phase_totals(ev: Events, W: iv.Intervals) -> dict[str, float]:
+    """Inclusive wall time under each phase label (any thread: DP replicas run in their own)."""
+    present = {n: i for i, n in enumerate(ev.tr.names) if n in PHASE_KEYS}
+    totals: dict[str, float] = {}
+    host = ev.kind != Kind.IGNORE
+    for name, i in present.items():
+        totals[name] = iv.total(iv.intersect(ev.spans(host & (ev.tr.name == i)), W))
+    dl = ev.kind == Kind.HOST_DATA
+    dl &= np.array([n.startswith(vocab.TORCH_DATALOADER) for n in ev.tr.names], bool)[ev.tr.name]
+    if dl.any():
+        totals[vocab.TORCH_DATALOADER] = iv.total(iv.intersect(ev.spans(dl), W))
+    return totals
+
+
+def _memcpy_stats(ev: Events, W: iv.Intervals) -> list[MemcpyStats]:
+    tr = ev.tr
+    is_copy = np.isin(np.array(tr.cats, object)[tr.cat], _MEMCPY_CATS) if tr.cats else np.zeros(len(tr), bool)
+    idx = np.flatnonzero(is_copy)
+    idx = idx[iv.contains(W, tr.ts[idx])]
+    by_kind: dict[str, list[int]] = {}
+    for i in idx.tolist():
+        by_kind.setdefault(memcpy_kind(tr.names[tr.name[i]]), []).append(i)
+    return [MemcpyStats(k, len(ix), int(np.nansum(tr.nbytes[ix])), float(np.sum(tr.dur[ix])))
+            for k, ix in sorted(by_kind.items())]
+
+
+def _comm_overlap(ev: Events, W: iv.Intervals, compute: iv.Intervals, has_gpu: bool) -> float | None:
+    """Share of all-reduce time that runs under compute (GPU kernels, or backward ops on CPU)."""
+    ar_name = ev.named(ALLREDUCE_NAME)
+    if has_gpu:
+        ar = ev.spans(ar_name & (ev.kind == Kind.GPU_COMM))
+        under = compute
+    else:
+        ar = ev.spans(ar_name & (ev.kind == Kind.HOST_COMM))
+        bwd = ev.spans(ev.named((vocab.BACKWARD,)))
+        under = iv.intersect(compute, bwd) if len(bwd) else compute
+    ar = iv.intersect(ar, W)
+    t = iv.total(ar)
+    return iv.total(iv.intersect(ar, under)) / t if t > 0 else None
+
+
+def analyse(tr: Trace) -> TraceAnalysis:
+    """Every view of one trace that the report needs."""
+    ev = resolve(tr)
+    has_gpu = bool(ev.gpu.any())
+    numbers, windows, notes = _step_windows(ev)
+    sets = category_sets(ev, has_gpu, notes)
+    steps = []
+    for n, (s, e) in zip(numbers, windows):
+        start, end = float(tr.t0_us + s), float(tr.t0_us + e)
+        steps.append(StepBreakdown(n, start, end, sweep(sets, float(s), float(e), wall=end - start)))
+    W = iv.union(windows)
+    unknown = Counter(tr.names[i] for i in tr.name[ev.kind == Kind.UNKNOWN].tolist())
+    if unknown:
+        notes.append(f"{sum(unknown.values())} events of {len(unknown)} unknown kinds counted as unclassified")
+    return TraceAnalysis(
+        path=tr.path, worker=worker_name(tr.path), has_gpu=has_gpu, steps=steps,
+        devices=_device_views(ev, windows, sets, has_gpu), phase_totals_us=_phase_totals(ev, W),
+        memcpy=_memcpy_stats(ev, W), comm_overlap=_comm_overlap(ev, W, sets[0][1], has_gpu),
+        unclassified=dict(unknown), notes=notes,
+    )
+
+
+def analyse_trace(path: Path | str) -> TraceAnalysis:
+    """Read and break down one trace file; raises analysis.errors.TraceError for bad input.
+
+    A trace that reads but trips the analysis (a shape no real profiler writes) is also
+    reported as a one-line TraceError, so one odd file never stops a whole report.
+    """
+    path = Path(path)
+    trace = read_trace(path)
+    try:
+        return analyse(trace)
+    except (ValueError, IndexError, OverflowError, TypeError, KeyError, ZeroDivisionError) as e:
+        raise TraceError(path, f"could not analyse ({type(e).__name__}: {e})") from None

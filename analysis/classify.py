@@ -1,0 +1,126 @@
+"""The one table that says what each trace event is.
+
+Every rule is (event categories, name pattern) -> kind; the first match wins. The
+breakdown maps kinds to vocab.CATEGORIES; an event no rule knows is UNKNOWN and ends
+up in the visible "unclassified" bucket, never dropped. Both trace forms are listed:
+torch 2.x categories (`cpu_op`, `kernel`, ...) and the older ones (`Operator`, `Kernel`, ...).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from profiler import vocab
+
+from analysis.reader import Trace
+
+
+class Kind(IntEnum):
+    IGNORE = 0        # overlays that mirror other events: profiler span, GPU annotations, Python frames
+    STEP = 1          # ProfilerStep#N on the host: the step window itself
+    HOST_OP = 2       # an operator executing on the host
+    HOST_LABEL = 3    # a record_function label (ours or torch's): the host is in that phase
+    HOST_RUNTIME = 4  # CUDA runtime / driver call (launch, copy, sync)
+    HOST_DATA = 5     # host waiting on the DataLoader / DataPipe
+    HOST_COMM = 6     # host-side collective (gloo:*, nccl:*, c10d::*)
+    HOST_DP_COMM = 7  # DataParallel scatter / replicate (broadcast) / gather / reduce-add on the host
+    GPU_COMPUTE = 8   # compute kernel or memset on a GPU
+    GPU_COMM = 9      # NCCL kernel, peer or device-to-device copy
+    GPU_H2D = 10      # copy between host and device (HtoD, DtoH)
+    UNKNOWN = 11      # nothing matched: shown as "unclassified"
+
+
+GPU_KINDS = (Kind.GPU_COMPUTE, Kind.GPU_COMM, Kind.GPU_H2D)
+HOST_KINDS = (Kind.HOST_OP, Kind.HOST_LABEL, Kind.HOST_RUNTIME, Kind.HOST_DATA, Kind.HOST_COMM, Kind.HOST_DP_COMM)
+
+_HOST_CATS = frozenset({"cpu_op", "user_annotation", "Operator", "python_function"})
+_OP_CATS = frozenset({"cpu_op", "Operator"})
+_ANNOTATION_CATS = frozenset({"user_annotation"})
+_RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver", "Runtime", "privateuse1_runtime", "privateuse1_driver"})
+_KERNEL_CATS = frozenset({"kernel", "Kernel"})
+_MEMCPY_CATS = frozenset({"gpu_memcpy", "Memcpy"})
+_MEMSET_CATS = frozenset({"gpu_memset", "Memset"})
+_OVERLAY_CATS = frozenset({"Trace", "gpu_user_annotation", "python_function", "cuda_sync", "fwdbwd", "ac2g", "async"})
+
+# DataParallel's communication, by the host span enclosing the launch: torch's autograd
+# Functions and their backward nodes (capitalised: aten::gather / ScatterBackward0 are compute)
+# and our own labels (not parallel_apply: that is the replicas' compute).
+DP_COMM_NAME = re.compile(
+    r"(?:^|[\s:])(?:Broadcast|BroadcastCoalesced|ReduceAddCoalesced|Scatter|Gather)(?:Backward)?$"
+    r"|^" + "|^".join(re.escape(p) + "$" for p in (vocab.SCATTER, vocab.REPLICATE, vocab.GATHER)))
+NCCL_KERNEL = re.compile(r"^(?:nccl|rccl)|nccl\w*Kernel|ncclDevKernel")
+HOST_COLLECTIVE = re.compile(r"^(?:gloo:|nccl:|c10d::|record_param_comms$)")
+DATA_LOADING = re.compile(
+    r"^(?:" + re.escape(vocab.TORCH_DATALOADER) + r"|enumerate\(DataPipe\)#|" + re.escape(vocab.DATA_WAIT) + r"$)")
+PROFILER_STEP = re.compile(r"^" + re.escape(vocab.TORCH_PROFILER_STEP) + r"(-?\d+)$")
+LABEL_NAME = re.compile(r"^(?:" + re.escape(vocab.PREFIX) + r"|## )")
+MEMCPY_KIND = re.compile(r"Memcpy\s+(\w+)")
+
+
+@dataclass(frozen=True)
+class Rule:
+    cats: frozenset[str] | None     # None: any category
+    pattern: re.Pattern[str] | None  # None: any name (search, not match)
+    kind: Kind
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(_HOST_CATS - {"python_function"}, PROFILER_STEP, Kind.STEP, "torch's step window"),
+    Rule(_OVERLAY_CATS, None, Kind.IGNORE, "overlay: mirrors the events under it"),
+    Rule(_HOST_CATS, DATA_LOADING, Kind.HOST_DATA, "DataLoader / DataPipe next() or our data-wait label"),
+    Rule(_HOST_CATS, HOST_COLLECTIVE, Kind.HOST_COMM, "gloo / nccl / c10d collective"),
+    Rule(_HOST_CATS, DP_COMM_NAME, Kind.HOST_DP_COMM, "DataParallel scatter / broadcast / gather / reduce-add"),
+    Rule(_HOST_CATS, LABEL_NAME, Kind.HOST_LABEL, "record_function label"),
+    Rule(_ANNOTATION_CATS, None, Kind.HOST_LABEL, "record_function label"),
+    Rule(_OP_CATS, None, Kind.HOST_OP, "host operator"),
+    Rule(_RUNTIME_CATS, None, Kind.HOST_RUNTIME, "CUDA runtime / driver call"),
+    Rule(_KERNEL_CATS, NCCL_KERNEL, Kind.GPU_COMM, "NCCL kernel"),
+    Rule(_KERNEL_CATS, None, Kind.GPU_COMPUTE, "compute kernel"),
+    Rule(_MEMCPY_CATS, re.compile(r"PtoP|DtoD"), Kind.GPU_COMM, "peer / device-to-device copy"),
+    Rule(_MEMCPY_CATS, re.compile(r"HtoD|DtoH|HtoH"), Kind.GPU_H2D, "host <-> device copy"),
+    Rule(_MEMSET_CATS, None, Kind.GPU_COMPUTE, "memset on the device"),
+)
+
+
+def classify_one(cat: str, name: str) -> Kind:
+    """Kind of one (category, name) pair by the table; UNKNOWN when no rule matches."""
+    for r in RULES:
+        if (r.cats is None or cat in r.cats) and (r.pattern is None or r.pattern.search(name)):
+            return r.kind
+    return Kind.UNKNOWN
+
+
+def classify(trace: Trace) -> NDArray[np.int8]:
+    """Kind of every event; the table is applied once per distinct (category, name) pair."""
+    if len(trace) == 0:
+        return np.empty(0, np.int8)
+    key = trace.cat.astype(np.int64) * max(len(trace.names), 1) + trace.name
+    uniq, inverse = np.unique(key, return_inverse=True)
+    n = max(len(trace.names), 1)
+    kinds = np.array([classify_one(trace.cats[k // n], trace.names[k % n]) for k in uniq.tolist()], np.int8)
+    return kinds[inverse.reshape(-1)]
+
+
+def memcpy_kind(name: str) -> str:
+    """'Memcpy HtoD (Pageable -> Device)' -> 'HtoD'."""
+    m = MEMCPY_KIND.search(name)
+    return m.group(1) if m else "other"
+
+
+def step_number(name: str) -> int | None:
+    m = PROFILER_STEP.match(name)
+    return int(m.group(1)) if m else None
+
+
+# Host spans whose CPU ops are compute in a CPU-only trace: our labels, or, in traces
+# without them, torch's own autograd / optimizer / module-forward spans.
+CPU_COMPUTE_LABELS: tuple[str, ...] = (vocab.FORWARD, vocab.LOSS, vocab.BACKWARD, vocab.OPTIMIZER)
+CPU_COMPUTE_TORCH = re.compile(
+    r"^(?:autograd::engine::evaluate_function: |Optimizer\.(?:step|zero_grad)#|nn\.Module: |"
+    + re.escape(vocab.TORCH_DP_FORWARD) + "|" + re.escape(vocab.TORCH_DDP_FORWARD) + ")")
+ALLREDUCE_NAME = re.compile(r"all_?reduce|AllReduce", re.IGNORECASE)
