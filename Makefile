@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 setup: $(STAMP)
 
 demo: setup
-	$(PY) -m models.sweep --preset auto --demo --out $(TRACES) --report $(REPORT)
+	$(PY) -m models.sweep --preset auto --demo --out $(TRACES) --report-out $(REPORT)
 
 test: setup browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)

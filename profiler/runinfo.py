@@ -182,6 +182,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)   # mkstemp makes it 0600; run folders are shared with collaborators
         os.replace(tmp, path)
     except BaseException:
         try:

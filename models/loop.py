@@ -1,0 +1,286 @@
+"""The training loop of one process (the only process, or one DDP rank), fully labelled.
+
+Every step is data_wait → h2d → forward → loss → backward → optimizer under the vocab
+labels, then prof.step(). The optimizer is created once and evaluation restores train()
+(the seed got both wrong). A signal only sets a flag; the loop stops at the next step
+boundary so the profiler can flush what it collected.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from models.config import RunConfig
+from models.convnet import ConvNet
+from models.data import build_datasets
+from models.strategies import Placement, wrap
+from profiler import vocab
+from profiler.session import Schedule, make_profiler, phase
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; read at step boundaries. `signum` is 0 until a signal arrives.
+
+    The same signal a second time (Ctrl-C twice) raises KeyboardInterrupt: stop now. A forwarded
+    copy arrives as SIGTERM, so a terminal Ctrl-C reaching a process both directly (SIGINT) and
+    through its parent (SIGTERM) still counts as one request.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.seen: set[int] = set()
+        self.force_ok = True     # False while the trace is being flushed: never cut that short
+
+    def install(self, on_signal: Callable[[int], None] | None = None) -> "StopFlag":
+        def handle(signum: int, _frame: Any) -> None:
+            if signum in self.seen and self.force_ok:
+                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+            self.seen.add(signum)
+            self.signum = self.signum or signum
+            if on_signal is not None:
+                on_signal(signum)
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        return self
+
+    def __bool__(self) -> bool:
+        return self.signum != 0
+
+
+class DeliberateFailure(RuntimeError):
+    """--fail-at-step: the failed path, on purpose."""
+
+
+def _quiet_worker(_worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which stops cleanly and
+    shuts them down (a Ctrl-C to the process group would otherwise kill them mid-batch)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def make_loader(ds: Dataset, cfg: RunConfig, batch: int, rank: int, world: int, train: bool,
+                cuda: bool) -> DataLoader:
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=train, seed=cfg.seed) \
+        if cfg.strategy == "ddp" else None
+    return DataLoader(ds, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
+                      num_workers=cfg.workers, pin_memory=cfg.pin_memory and cuda,
+                      worker_init_fn=_quiet_worker if cfg.workers else None,
+                      persistent_workers=cfg.workers > 0 and cfg.epochs > 1,
+                      generator=torch.Generator().manual_seed(cfg.seed + rank),
+                      multiprocessing_context=_worker_context(cfg.workers))
+
+
+def _worker_context(workers: int) -> str | None:
+    """fork where it exists: a spawned DDP rank would otherwise spawn its workers too, and each
+    re-imports torch (seconds per worker per epoch); workers never touch CUDA, so fork is safe."""
+    import multiprocessing
+    return "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
+
+
+def _amp_context(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if not cfg.amp:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: RunConfig,
+             world: int) -> float:
+    """Test accuracy (all ranks, summed); always leaves the model in train() mode."""
+    model.eval()
+    correct = torch.zeros(2, dtype=torch.float64, device=device)
+    try:
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with _amp_context(cfg, device):
+                    pred = model(x).argmax(1)
+                correct[0] += (pred == y).sum()
+                correct[1] += y.numel()
+        if world > 1:
+            dist.all_reduce(correct)
+    finally:
+        model.train()
+    return float(correct[0] / correct[1]) if correct[1] > 0 else 0.0
+
+
+def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
+                  stop: StopFlag) -> dict[str, Any]:
+    """Build data, model and optimizer, train with the profiler, return run.json "results"
+    (plus "interrupted": signum and "notes")."""
+    device = placement.device
+    cuda = device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    notes: list[str] = []
+    train_set, test_set = build_datasets(cfg.data, cfg.data_dir, False, cfg.train_size, cfg.seed)
+    batch = cfg.per_device_batch if cfg.strategy == "ddp" else cfg.global_batch
+    loader = make_loader(train_set, cfg, batch, rank, world, True, cuda)
+    test_loader = make_loader(test_set, cfg, batch, rank, world, False, cuda) if cfg.eval else None
+
+    model: nn.Module = ConvNet(width=cfg.width)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = wrap(model, cfg.strategy, placement, rank)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)   # once, not per epoch
+    loss_fn = nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp and cuda else None
+
+    steps_per_epoch = len(loader)
+    planned = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        planned = min(planned, cfg.max_steps)
+    p = cfg.profiler
+    sched = Schedule(wait=p["wait"], warmup=p["warmup"], active=p["active"], repeat=p["repeat"])
+    if p["enabled"] and 0 < planned < sched.steps_needed:
+        notes.append(f"only {planned} steps but the profiler schedule needs {sched.steps_needed} "
+                     f"((wait {p['wait']} + warmup {p['warmup']} + active {p['active']}) x repeat "
+                     f"{p['repeat']}): the trace has fewer active steps or none")
+
+    writer = _summary_writer(cfg, rank)
+    bar = _progress(cfg, planned, rank)
+    step = 0
+    images = 0
+    step_times: list[float] = []
+    epochs: list[dict[str, Any]] = []
+    final_loss: float | None = None
+    accuracy: float | None = None
+    interrupted = 0
+    agreed = 0   # DDP: the stop all ranks agreed on at the last step end (a local flag alone would desync them)
+
+    def should_stop() -> int:
+        return agreed if world > 1 else stop.signum
+
+    t_start = time.perf_counter()
+    prof = make_profiler(cfg.run_dir, f"rank{rank}", sched, cuda, enabled=p["enabled"],
+                         all_threads=cfg.strategy in ("dp", "dp-layerwise"), notes=notes)
+    try:
+        with prof:
+            for epoch in range(cfg.epochs):
+                if step >= planned or interrupted:
+                    break
+                if isinstance(loader.sampler, DistributedSampler):
+                    loader.sampler.set_epoch(epoch)
+                e_start, e_steps, e_images = time.perf_counter(), 0, 0
+                it: Iterator[Any] = iter(loader)
+                for _ in range(steps_per_epoch):
+                    if step >= planned:
+                        break
+                    if should_stop():
+                        interrupted = should_stop()
+                        break
+                    if cfg.fail_at_step is not None and step == cfg.fail_at_step:
+                        raise DeliberateFailure(f"--fail-at-step {step}: deliberate failure for testing")
+                    t0 = time.perf_counter()
+                    try:
+                        with phase(vocab.DATA_WAIT):
+                            x, y = next(it)
+                    except Exception:
+                        if stop:          # workers killed by the same signal: an interrupt, not a failure
+                            interrupted = stop.signum
+                            break
+                        raise
+                    loss = _step(model, optimizer, loss_fn, scaler, x, y, cfg, device)
+                    loss_val, peer_stop = _step_end(loss, stop, world, device)
+                    prof.step()
+                    dt = time.perf_counter() - t0
+                    n_img = int(x.size(0)) * world
+                    step += 1
+                    e_steps += 1
+                    e_images += n_img
+                    images += n_img
+                    step_times.append(dt * 1e3)
+                    final_loss = loss_val
+                    if writer is not None:
+                        writer.add_scalar("train/loss", loss_val, step)
+                        writer.add_scalar("train/images_per_s", n_img / dt if dt > 0 else 0.0, step)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss_val:.3f}", img_s=f"{n_img / dt:.0f}" if dt > 0 else "-")
+                        bar.update(1)
+                    if peer_stop:
+                        agreed = stop.signum or peer_stop
+                del it
+                e_wall = time.perf_counter() - e_start
+                rec: dict[str, Any] = {"epoch": epoch, "steps": e_steps, "images": e_images, "wall_s": e_wall,
+                                       "images_per_s": e_images / e_wall if e_wall > 0 else 0.0}
+                if test_loader is not None and not should_stop() and e_steps:
+                    accuracy = evaluate(model, test_loader, device, cfg, world)
+                    rec["accuracy"] = accuracy
+                    if writer is not None:
+                        writer.add_scalar("eval/accuracy", accuracy, step)
+                epochs.append(rec)
+                if should_stop():
+                    interrupted = should_stop()
+            stop.force_ok = False     # leaving the profiler context writes the trace
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    wall = time.perf_counter() - t_start
+    return {"steps": step, "images": images, "wall_s": wall,
+            "images_per_s": images / wall if wall > 0 else 0.0, "epochs": epochs,
+            "step_times_ms": [round(t, 3) for t in step_times], "final_loss": final_loss,
+            "accuracy": accuracy, "interrupted": interrupted, "notes": notes}
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+          scaler: torch.amp.GradScaler | None, x: torch.Tensor, y: torch.Tensor, cfg: RunConfig,
+          device: torch.device) -> torch.Tensor:
+    """h2d → forward → loss → backward → optimizer, each under its vocab label; returns the loss."""
+    with phase(vocab.H2D):
+        x = x.to(device, non_blocking=cfg.pin_memory)
+        y = y.to(device, non_blocking=cfg.pin_memory)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+    with _amp_context(cfg, device):
+        with phase(vocab.FORWARD):
+            out = model(x)
+        with phase(vocab.LOSS):
+            loss = loss_fn(out, y)
+    with phase(vocab.BACKWARD):
+        optimizer.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
+    with phase(vocab.OPTIMIZER):
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+    return loss
+
+
+def _step_end(loss: torch.Tensor, stop: StopFlag, world: int, device: torch.device) -> tuple[float, int]:
+    """The step's loss (mean over ranks) and, under DDP, whether any rank was asked to stop:
+    ranks must agree on the step they stop after or the others hang in the next all-reduce."""
+    if world == 1:
+        return float(loss.detach()), 0
+    t = torch.stack([loss.detach().float(), torch.tensor(float(stop.signum), device=device)])
+    dist.all_reduce(t)
+    mean_loss, flag = t.tolist()
+    return mean_loss / world, (signal.SIGTERM if flag > 0 else 0)
+
+
+def _summary_writer(cfg: RunConfig, rank: int) -> Any:
+    if rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=str(cfg.run_dir), filename_suffix=".train")
+
+
+def _progress(cfg: RunConfig, total: int, rank: int) -> Any:
+    if rank != 0:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=cfg.name, unit="step", file=sys.stderr, dynamic_ncols=True,
+                mininterval=1.0)

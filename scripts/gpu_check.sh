@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One-command GPU check (< 5 min on one node): short single, dp, dp-layerwise and ddp runs,
+# then scripts/check_runs.py verifies the traces hold CUDA kernels, Memcpy events and the DP
+# phase labels, and that samples.csv holds NVML rows; prints a table, exits 1 on a failure.
+# With one GPU, dp and dp-layerwise run on --device-ids 0,0 (the DP code path on one card).
+#
+#   scripts/gpu_check.sh [OUT]            (default OUT: traces/gpu_check)
+#   WIDTH=0.25 STEPS=6 scripts/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || PY="$(command -v python3)"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT="${1:-traces/gpu_check}"
+WIDTH="${WIDTH:-1.0}"
+STEPS="${STEPS:-6}"
+RUN_TIMEOUT="${RUN_TIMEOUT:-150}"
+
+N="$("$PY" -c 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)')"
+if [ "$N" -lt 1 ]; then
+    echo "gpu_check: no CUDA GPU visible (torch.cuda.device_count() = 0); nothing to check" >&2
+    exit 2
+fi
+nvidia-smi -L 2>/dev/null || true
+echo "gpu_check: $N CUDA GPU(s); runs go to $OUT"
+
+COMMON=(--device cuda --width "$WIDTH" --max-steps "$STEPS" --profile-wait 1 --profile-warmup 1
+        --profile-active 2 --workers 2 --train-size 4096 --sample-period 0.05 --out "$OUT" --overwrite)
+if [ "$N" -ge 2 ]; then
+    DP=(--gpus 2); LW=(--gpus "$(( N >= 4 ? 4 : 2 ))"); DDP=(--gpus 2)
+    DP_B=128; LW_B=$(( N >= 4 ? 256 : 128 )); DDP_B=128; TAG=()
+else
+    DP=(--gpus 2 --device-ids 0,0); LW=(--gpus 2 --device-ids 0,0); DDP=(--gpus 1)
+    DP_B=128; LW_B=128; DDP_B=64; TAG=(--tag ids00)
+fi
+
+runs=()
+launch() {   # launch NAME ARGS...: one profiled run; a failure is reported, not fatal
+    local name="$1"; shift
+    echo; echo "== $name: python -m models.train $*"
+    local t0=$SECONDS
+    if timeout "$RUN_TIMEOUT" "$PY" -m models.train "$@" "${COMMON[@]}"; then
+        echo "== $name finished in $(( SECONDS - t0 )) s"
+    else
+        echo "== $name exited $? after $(( SECONDS - t0 )) s"
+    fi
+}
+launch single --strategy single --gpus 1 --batch-size 64
+launch dp --strategy dp "${DP[@]}" --batch-size "$DP_B" "${TAG[@]}"
+launch dp-layerwise --strategy dp-layerwise "${LW[@]}" --batch-size "$LW_B" "${TAG[@]}"
+launch ddp --strategy ddp "${DDP[@]}" --batch-size "$DDP_B"
+
+echo
+"$PY" scripts/check_runs.py "$OUT"/*/

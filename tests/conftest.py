@@ -1,0 +1,67 @@
+"""Shared fixtures: real tiny training runs made once per test session through the real CLI.
+
+`tiny_runs` is the traces root holding two run folders written by `python -m models.train`
+in subprocesses (the same command a user types):
+  single-1cpu-b8/  one CPU process, 4 steps, profiler active on steps 1-2
+  ddp-2cpu-b8/     DDP, two gloo processes on 127.0.0.1, 4 per rank, same schedule
+Both use width 0.0625 (a 0.55M-parameter copy of the seed graph), so the pair costs ~30 s.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_ARGS: tuple[str, ...] = (
+    "--device", "cpu", "--width", "0.0625", "--batch-size", "8", "--train-size", "256",
+    "--workers", "1", "--profile-wait", "0", "--profile-warmup", "1", "--profile-active", "2",
+    "--max-steps", "4", "--sample-period", "0.05",
+)
+TINY_RUNS = {"single-1cpu-b8": ("--strategy", "single"),
+             "ddp-2cpu-b8": ("--strategy", "ddp", "--gpus", "2")}
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: the repo importable, no stray CUDA/threads settings."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def train_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "models.train", *args]
+
+
+def run_train(args: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `python -m models.train ARGS` to completion (text output captured)."""
+    return subprocess.run(train_cmd(*args), cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Traces root with single-1cpu-b8/ and ddp-2cpu-b8/ (both status complete)."""
+    root = tmp_path_factory.mktemp("traces")
+    procs = {name: subprocess.Popen(train_cmd(*extra, *TINY_ARGS, "--out", str(root)), cwd=REPO,
+                                    env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+             for name, extra in TINY_RUNS.items()}
+    failures = []
+    for name, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode != 0 or not (root / name / "run.json").is_file():
+            failures.append(f"{name}: exit {proc.returncode}\n{out[-2000:]}\n{err[-4000:]}")
+    if failures:
+        pytest.fail("tiny_runs fixture: training run failed:\n" + "\n".join(failures))
+    return root
