@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from analysis.scaling import DP_STRATEGIES, CostModel, RunMetrics, ddp_prediction_ms
+from analysis.scaling import DP_STRATEGIES, CostModel, PhaseScaling, RunMetrics, ddp_prediction_ms, phase_scaling
 from profiler import vocab
 
 
@@ -34,6 +34,9 @@ class Thresholds:
     pinned_h2d_saving: float = 0.50      # ASSUMED share of host->device time pinned memory removes
     batch_factor: int = 2                # per-GPU batch multiplier the recommendation proposes
     min_saving_share: float = 0.02       # recommendations saving less than this are dropped
+    phase_over_ideal: float = 1.5        # a phase taking this many times its ideal-scaling time -> named
+    phase_excess_share: float = 0.05     # ... when the time above ideal is at least this share of the step
+    cpu_shared_cores: float = 1.0        # CPU run with N processes on <= this × the 1-device run's cores -> finding
 
 
 THRESHOLDS = Thresholds()
@@ -70,6 +73,11 @@ def gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
+def ms(x: float) -> str:
+    """Milliseconds to the precision that matters: 6707, 86.4, 2.15."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
+
+
 def _where(m: RunMetrics) -> str:
     if m.device_type == "cuda":
         unit = "GPU" if m.devices == 1 else "GPUs"
@@ -100,11 +108,100 @@ def _scaling(m: RunMetrics, t: Thresholds) -> Finding | None:
                        {"speedup": m.speedup, "efficiency": m.efficiency})
     if m.efficiency >= t.poor_efficiency:
         return None
-    verb = "slower than" if m.speedup < 1 else "only"
+    ips = f"{m.images_per_s:.1f}" if m.images_per_s is not None and m.images_per_s < 10 else f"{m.images_per_s:.0f}"
     return Finding("scaling", m.name,
-                   f"{_where(m)}: {m.images_per_s:.0f} images/s, {verb} {m.speedup:.2f}× the 1-device run "
-                   f"({m.baseline}) — scaling efficiency {pct(m.efficiency)} (ideal {m.devices:.0f}×)",
+                   f"{_where(m)}: {ips} images/s, only {m.speedup:.2f}× the 1-device run's images/s "
+                   f"({m.baseline}; scaling efficiency {pct(m.efficiency)}, ideal {m.devices:.0f}×)",
                    {"speedup": m.speedup, "efficiency": m.efficiency, "images_per_s": m.images_per_s})
+
+
+def _params(m: RunMetrics) -> str:
+    if not m.parameters:
+        return "all"
+    return f"all {m.parameters / 1e6:.0f} M" if m.parameters >= 1e6 else f"all {m.parameters:,}"
+
+
+def _phase_why(m: RunMetrics, p: PhaseScaling) -> str:
+    """The mechanism behind a phase that does not shrink, where the strategy says what it is."""
+    if p.phase == vocab.OPTIMIZER:
+        who = (f"every rank updates {_params(m)} parameters" if m.strategy == "ddp" else
+               f"GPU 0 alone updates {_params(m)} parameters" if m.strategy in DP_STRATEGIES else
+               f"the step updates {_params(m)} parameters")
+        return (f"{ms(p.baseline_ms)} ms in the 1-device run: {who}, so it does not shrink with N; "
+                f"{pct(p.measured_ms / m.step_ms) if m.step_ms else '?'} of the step")
+    if p.phase == vocab.LOSS and m.strategy in DP_STRATEGIES and m.global_batch:
+        return f"GPU 0 alone computes it over the gathered batch of {m.global_batch}"
+    if p.phase == vocab.BACKWARD and m.strategy == "ddp" and m.parts_ms.get(vocab.COMMUNICATION, 0.0) > 0:
+        return (f"it also waits for the all-reduce: {ms(m.parts_ms[vocab.COMMUNICATION])} ms of exposed "
+                "communication per step in all")
+    if p.phase == vocab.FORWARD and m.strategy in DP_STRATEGIES:
+        dp = [(lbl.removeprefix(vocab.PREFIX + "dp."), m.phase_ms[lbl]) for lbl in vocab.DP_PHASES
+              if m.phase_ms.get(lbl, 0.0) > 0]
+        if dp:
+            return "of which " + ", ".join(f"{n} {ms(v)}" for n, v in dp) + " ms"
+    return ""
+
+
+def _phase_scaling(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Finding | None:
+    """Which phases did not shrink as ideal scaling predicts (per-device batch vs the 1-device run's)."""
+    if base is None or m.devices <= 1 or m.step_ms is None or m.step_ms_source != "trace":
+        return None
+    rows = [p for p in phase_scaling(m, base)
+            if p.ratio >= t.phase_over_ideal and p.excess_ms >= t.phase_excess_share * m.step_ms]
+    if not rows:
+        return None
+    rows.sort(key=lambda p: -p.excess_ms)
+    items = []
+    for p in rows:
+        why = _phase_why(m, p)
+        items.append(f"{p.phase.removeprefix(vocab.PREFIX)} {ms(p.measured_ms)} vs ideal {ms(p.ideal_ms)} ms "
+                     f"({p.ratio:.1f}×{'; ' + why if why else ''})")
+    above = sum(p.excess_ms for p in phase_scaling(m, base) if p.excess_ms > 0)
+    text = (f"{m.name}: per-step phases vs {base.name} scaled to {m.per_device_batch} images per device "
+            f"(ideal scaling): " + "; ".join(items)
+            + f" — {ms(above)} ms of the {ms(m.step_ms)} ms step is above ideal")
+    figs: dict[str, Any] = {"baseline": base.name, "above_ideal_ms": above,
+                            **{p.phase: {"measured_ms": p.measured_ms, "ideal_ms": p.ideal_ms,
+                                         "baseline_ms": p.baseline_ms, "ratio": p.ratio} for p in rows}}
+    return Finding("phase_scaling", m.name, text, figs)
+
+
+def _cores_used(threads: int | None, cores: float) -> float:
+    return min(float(threads), cores) if threads else cores
+
+
+def _cpu_sharing(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Finding | None:
+    """N CPU processes on no more cores than the 1-device run had alone: compute cannot speed up."""
+    if (base is None or m.device_type != "cpu" or base.device_type != "cpu" or m.devices <= 1
+            or not m.cpus_allowed or not base.cpus_allowed or m.cpus_allowed > t.cpu_shared_cores * base.cpus_allowed):
+        return None
+    n, cores = m.devices, m.cpus_allowed
+    per_rank = cores / n
+    who = "DDP processes" if m.strategy == "ddp" else "processes"
+    if m.omp_num_threads:
+        threads = f"{m.omp_num_threads} thread{'s' if m.omp_num_threads != 1 else ''} each"
+        if n * m.omp_num_threads > cores:
+            threads += f": {n * m.omp_num_threads} threads on {cores} cores, oversubscribed"
+    else:
+        threads = "OMP_NUM_THREADS unset: each may start a thread per core, oversubscribing them"
+    same = "the same" if cores == base.cpus_allowed else "fewer than the"
+    text = (f"{m.name}: {n} {who} share {cores} cores ({threads}), {same} {base.cpus_allowed} cores "
+            f"{base.name} had alone")
+    figs: dict[str, Any] = {"processes": n, "cpus_allowed": cores, "omp_num_threads": m.omp_num_threads,
+                            "baseline_cpus_allowed": base.cpus_allowed}
+    comp, comp0 = m.parts_ms.get(vocab.COMPUTE, 0.0), base.parts_ms.get(vocab.COMPUTE, 0.0)
+    if (m.step_ms_source == base.step_ms_source == "trace" and comp > 0 and comp0 > 0
+            and m.per_device_batch and base.per_device_batch):
+        c_rank = _cores_used(m.omp_num_threads, per_rank)
+        c_base = _cores_used(base.omp_num_threads, float(base.cpus_allowed))
+        x, y = comp / m.per_device_batch, comp0 / base.per_device_batch
+        text += (f": compute per image {ms(x)} ms on each rank's {c_rank:g} core{'s' if c_rank != 1 else ''} vs "
+                 f"{ms(y)} ms on {c_base:g} in the 1-device run = {ms(x * c_rank)} vs {ms(y * c_base)} core-ms per "
+                 "image")
+        figs.update(compute_ms_per_image=x, baseline_compute_ms_per_image=y, core_ms_per_image=x * c_rank,
+                    baseline_core_ms_per_image=y * c_base)
+    text += f"; processes on the same cores add no compute, so on these cores the ideal is 1×, not {n}×"
+    return Finding("cpu_sharing", m.name, text, figs)
 
 
 def _comm(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:
@@ -222,10 +319,12 @@ def _gpu_util(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Finding 
 
 
 def findings_for(m: RunMetrics, cost: CostModel | None, samples: dict[str, Any],
-                 t: Thresholds = THRESHOLDS) -> list[Finding]:
-    """Every finding one run supports, in reading order."""
+                 t: Thresholds = THRESHOLDS, base: RunMetrics | None = None) -> list[Finding]:
+    """Every finding one run supports, in reading order (base: its 1-device run, for the phase comparisons)."""
     out = [
         _scaling(m, t),
+        _phase_scaling(m, base, t),
+        _cpu_sharing(m, base, t),
         _comm(m, cost, t),
         _imbalance(m, t),
         _data(m, samples, t),
@@ -361,6 +460,32 @@ def _rec_amp(m: RunMetrics, t: Thresholds) -> Recommendation | None:
                           saving, m.step_ms, "assumed", {"compute_ms": comp})
 
 
+def _rec_cpu_cores(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Recommendation | None:
+    """CPU processes sharing the 1-device run's cores: give each its own; predicted only from measured phases."""
+    if m.step_ms is None or _cpu_sharing(m, base, t) is None or base is None or base.cpus_allowed is None:
+        return None
+    want = m.devices * base.cpus_allowed
+    text = (f"Give each of the {m.devices} processes its own cores (on a CPU, more processes on the same cores "
+            f"cannot speed up compute-bound training): {want} cores, {base.cpus_allowed} per process as {base.name} "
+            f"had (request_cpus = {want} in HTCondor), or one process per node")
+    opt0 = base.phase_ms.get(vocab.OPTIMIZER)
+    if (base.step_ms and base.step_ms_source == "trace" and m.step_ms_source == "trace" and opt0 is not None
+            and m.per_device_batch and base.per_device_batch):
+        scaled = (base.step_ms - opt0) * m.per_device_batch / base.per_device_batch
+        comm = m.parts_ms.get(vocab.COMMUNICATION, 0.0)
+        pred = scaled + opt0 + comm
+        if pred < m.step_ms:
+            text += (f"; predicted: each rank then runs {base.name}'s step minus its optimizer on "
+                     f"{m.per_device_batch} images ({ms(scaled)} ms) + the optimizer over all parameters "
+                     f"({ms(opt0)} ms, does not shrink) + the measured exposed all-reduce ({ms(comm)} ms) = "
+                     f"{ms(pred)} ms per step vs {ms(m.step_ms)} ms now")
+            return Recommendation("cpu_cores", m.name, text, m.step_ms - pred, m.step_ms, "predicted",
+                                  {"predicted_ms": pred, "scaled_ms": scaled, "optimizer_ms": opt0,
+                                   "allreduce_ms": comm, "cores": want})
+    return Recommendation("cpu_cores", m.name, text + "; no saving predicted here", 0.0, m.step_ms, "none",
+                          {"cores": want})
+
+
 def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel], samples: dict[str, dict[str, Any]],
                     t: Thresholds = THRESHOLDS) -> list[Recommendation]:
     """One recommendation per kind (for the run where it saves most), ranked by saved share of the step."""
@@ -368,8 +493,9 @@ def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel], samp
     for m in metrics:
         cost = costs.get(m.run_dir)
         for rec in (_rec_ddp(m, cost, metrics, t), _rec_cpus(m, samples.get(m.run_dir, {}), t),
-                    _rec_pinned(m, t), _rec_batch(m, cost, t), _rec_amp(m, t)):
-            if rec is None or rec.saving_share < t.min_saving_share:
+                    _rec_pinned(m, t), _rec_batch(m, cost, t), _rec_amp(m, t),
+                    _rec_cpu_cores(m, baseline_of(m, metrics), t)):
+            if rec is None or (rec.basis != "none" and rec.saving_share < t.min_saving_share):
                 continue
             if rec.kind not in best or rec.saving_share > best[rec.kind].saving_share:
                 best[rec.kind] = rec
@@ -380,8 +506,13 @@ def all_findings(metrics: list[RunMetrics], costs: dict[str, CostModel], samples
                  t: Thresholds = THRESHOLDS) -> list[Finding]:
     out: list[Finding] = []
     for m in metrics:
-        out += findings_for(m, costs.get(m.run_dir), samples.get(m.run_dir, {}), t)
+        out += findings_for(m, costs.get(m.run_dir), samples.get(m.run_dir, {}), t, baseline_of(m, metrics))
     return out
+
+
+def baseline_of(m: RunMetrics, metrics: list[RunMetrics]) -> RunMetrics | None:
+    """The 1-device run attach_speedups compared m with."""
+    return next((b for b in metrics if m.baseline is not None and b.name == m.baseline and b is not m), None)
 
 
 def finding_line(i: int, f: Finding) -> str:
@@ -389,6 +520,8 @@ def finding_line(i: int, f: Finding) -> str:
 
 
 def recommendation_line(i: int, r: Recommendation) -> str:
+    if r.basis == "none":                # advice the data cannot put a number on
+        return f"{i}. {r.text} ({r.run})"
     return (f"{i}. {r.text} → saves ~{r.saving_ms:.1f} ms of {r.step_ms:.1f} ms per step "
             f"({pct(r.saving_share)}, {r.basis}; {r.run})")
 

@@ -21,7 +21,7 @@ from analysis.findings import (THRESHOLDS, Finding, Recommendation, Thresholds, 
                                recommendation_line, recommendations, thresholds_dict)
 from analysis.model import RunAnalysis
 from analysis.runs import InputError, TraceAnalyser, analyse_runs, discover_runs
-from analysis.scaling import CostModel, RunMetrics, attach_speedups, cost_model, run_metrics
+from analysis.scaling import CostModel, RunMetrics, allreduce_total_ms, attach_speedups, cost_model, run_metrics
 from profiler import vocab
 
 PROG = "python -m analysis.report"
@@ -159,16 +159,25 @@ def cost_lines(report: Report) -> list[str]:
         c = report.costs[m.run_dir]
         if not c.items:
             continue
-        what = " + ".join(gb(i.bytes) for i in c.items)
-        line = f"{m.name}: {gb(c.bytes_per_step)} per step ({what}){' (estimate)' if c.estimated else ''}"
+        line = f"{m.name}: {gb(c.bytes_per_step)} per step"
+        if len(c.items) > 1:
+            line += " (" + " + ".join(gb(i.bytes) for i in c.items) + ")"
+        line += " (estimate)" if c.estimated else ""
+        exposed = c.measured_comm_ms
         if c.bandwidth_gbps:
             line += f" at {c.bandwidth_gbps:.1f} GB/s ({c.bandwidth_source}) → predicted {c.predicted_comm_ms:.1f} ms"
+        elif m.device_type == "cpu" and exposed is not None:
+            line += ", no link bandwidth measured (gloo on CPU: the all-reduce time is measured directly: " \
+                    f"{exposed:.1f} ms exposed"
+            total = allreduce_total_ms(exposed, m.comm_overlap)
+            if total is not None:
+                line += f" of ≈{total:.1f} ms in flight per step, {m.comm_overlap * 100:.0f} % under backward"
+            line += ")"
+            exposed = None
         else:
             line += ", no link bandwidth measured"
-        if c.measured_comm_ms is not None:
-            line += f"; measured exposed communication {c.measured_comm_ms:.1f} ms"
-        if c.measured_device_comm_ms is not None:
-            line += f", {c.measured_device_comm_ms:.1f} ms on each GPU"
+        if exposed is not None:
+            line += f"; measured exposed communication {exposed:.1f} ms"
         lines.append(line)
     return lines
 

@@ -66,6 +66,8 @@ class RunMetrics:
     efficiency: float | None = None
     baseline: str | None = None
     notes: list[str] = field(default_factory=list)
+    omp_num_threads: int | None = None   # run.json environment (None: unset, torch's default)
+    parameters: int | None = None        # run.json model.parameters
 
 
 def _as_int(value: Any) -> int | None:
@@ -78,6 +80,13 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, (list, tuple)):      # cpus_allowed may be a list of cores
         return len(value)
     return None
+
+
+def _env_int(value: Any) -> int | None:
+    """An environment variable as run.json records it ("1", 1 or null)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return _as_int(value)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -161,7 +170,8 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
         step_ms=step_ms, step_ms_source=step_src, images_per_s=ips, images_per_s_source=ips_src,
         parts_ms=parts_ms, shares=shares, phase_ms=phase_ms, device_busy=busy,
         mean_gpu_util_pct=(run.samples or {}).get("mean_gpu_util_pct"),
-        comm_overlap=_mean(overlaps), notes=notes)
+        comm_overlap=_mean(overlaps), notes=notes, omp_num_threads=_env_int(env.get("omp_num_threads")),
+        parameters=_as_int((info.get("model") or {}).get("parameters")))
 
 
 def _baseline_for(m: RunMetrics, ones: list[RunMetrics]) -> RunMetrics | None:
@@ -186,6 +196,45 @@ def attach_speedups(metrics: list[RunMetrics]) -> None:
         m.baseline = base.name
         m.speedup = m.images_per_s / base.images_per_s
         m.efficiency = m.speedup / m.devices if m.devices else None
+
+
+TOP_PHASES = (vocab.FORWARD, vocab.LOSS, vocab.BACKWARD, vocab.OPTIMIZER)
+
+
+@dataclass
+class PhaseScaling:
+    """One phase of a multi-device run against the 1-device run scaled to this run's images per device."""
+
+    phase: str                  # a vocab label, e.g. "ss:optimizer"
+    measured_ms: float          # per step, mean over ranks
+    baseline_ms: float          # per step in the 1-device run, unscaled
+    ideal_ms: float             # baseline_ms × images per device here ÷ images per device there
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_ms / self.ideal_ms if self.ideal_ms > 0 else math.inf
+
+    @property
+    def excess_ms(self) -> float:
+        return self.measured_ms - self.ideal_ms
+
+
+def phase_scaling(m: RunMetrics, base: RunMetrics) -> list[PhaseScaling]:
+    """forward / loss / backward / optimizer of m vs ideal scaling of `base` (empty when either lacks them).
+
+    Ideal scaling means every phase shrinks with the images each device handles, so the
+    step (and each phase) takes base × per-device batch ÷ base's per-device batch.
+    """
+    if not m.per_device_batch or not base.per_device_batch or not m.phase_ms or not base.phase_ms:
+        return []
+    scale = m.per_device_batch / base.per_device_batch
+    out = []
+    for label in TOP_PHASES:
+        got, ref = m.phase_ms.get(label), base.phase_ms.get(label)
+        if got is None or ref is None or ref <= 0:
+            continue
+        out.append(PhaseScaling(label, float(got), float(ref), float(ref) * scale))
+    return out
 
 
 def group_by_strategy(metrics: list[RunMetrics]) -> dict[str, list[RunMetrics]]:
@@ -402,3 +451,13 @@ def cost_model(run: RunAnalysis, m: RunMetrics) -> CostModel:
 def ddp_prediction_ms(pbytes: int, devices: int, bandwidth_gbps: float) -> float:
     """Time DDP's all-reduce needs at the given bandwidth, assuming none of it overlaps backward."""
     return 2 * pbytes * (devices - 1) / devices / (bandwidth_gbps * 1e9) * 1e3
+
+
+def allreduce_total_ms(exposed_ms: float, overlap: float | None) -> float | None:
+    """All-reduce time per step, overlapped or not, from its exposed part and the share that overlaps backward.
+
+    Exact when all compute the all-reduce overlaps is backward's (DDP's buckets); None without an overlap figure.
+    """
+    if overlap is None or not 0.0 <= overlap < 1.0:
+        return None
+    return exposed_ms / (1.0 - overlap)

@@ -101,7 +101,8 @@ def test_scaling_finding_only_below_efficiency_threshold() -> None:
     found = all_findings(*analysed([base, slow, good]))
     scaling = [f for f in found if f.kind == "scaling"]
     assert [f.run for f in scaling] == ["dp-2gpu-b128"]
-    assert "slower than 0.90× the 1-device run (single-1gpu-b64) — scaling efficiency 45 %" in scaling[0].text
+    assert scaling[0].text == ("dp at 2 GPUs (dp-2gpu-b128): 90 images/s, only 0.90× the 1-device run's images/s "
+                               "(single-1gpu-b64; scaling efficiency 45 %, ideal 2×)")
     odd = run("ddp-4gpu-b256", [trace()], run_json("ddp-4gpu-b256", "ddp", 4, 256, images_per_s=500.0))
     (sup,) = [f for f in all_findings(*analysed([base, odd])) if f.kind == "superlinear"]
     assert "5.00× the 1-device run (single-1gpu-b64) on 4 devices — efficiency 125 % is more than linear" in sup.text
