@@ -24,6 +24,7 @@ from analysis.classify import (ALLREDUCE_NAME, CPU_COMPUTE_LABELS, CPU_COMPUTE_T
 from analysis.errors import TraceError
 from analysis.model import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
 from analysis.reader import Trace, read_trace
+from analysis.timeline import step_timeline
 from profiler import vocab
 
 _KERNEL_CATS = ("kernel", "Kernel")
@@ -245,8 +246,8 @@ def _comm_overlap(ev: Events, W: iv.Intervals, compute: iv.Intervals, has_gpu: b
     return iv.total(iv.intersect(ar, under)) / t if t > 0 else None
 
 
-def analyse(tr: Trace) -> TraceAnalysis:
-    """Every view of one trace that the report needs."""
+def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
+    """Every view of one trace that the report needs (timeline=True: also the median step's spans for the plot)."""
     ev = resolve(tr)
     has_gpu = bool(ev.gpu.any())
     numbers, windows, notes = _step_windows(ev)
@@ -259,15 +260,18 @@ def analyse(tr: Trace) -> TraceAnalysis:
     unknown = Counter(tr.names[i] for i in tr.name[ev.kind == Kind.UNKNOWN].tolist())
     if unknown:
         notes.append(f"{sum(unknown.values())} events of {len(unknown)} unknown kinds counted as unclassified")
-    return TraceAnalysis(
+    ta = TraceAnalysis(
         path=tr.path, worker=worker_name(tr.path), has_gpu=has_gpu, steps=steps,
         devices=_device_views(ev, windows, sets, has_gpu), phase_totals_us=_phase_totals(ev, W),
         memcpy=_memcpy_stats(ev, W), comm_overlap=_comm_overlap(ev, W, sets[0][1], has_gpu),
         unclassified=dict(unknown), notes=notes,
     )
+    if timeline and steps:
+        ta.timeline, ta.timeline_step = step_timeline(ev, sets, ta)
+    return ta
 
 
-def analyse_trace(path: Path | str) -> TraceAnalysis:
+def analyse_trace(path: Path | str, timeline: bool = False) -> TraceAnalysis:
     """Read and break down one trace file; raises analysis.errors.TraceError for bad input.
 
     A trace that reads but trips the analysis (a shape no real profiler writes) is also
@@ -276,6 +280,6 @@ def analyse_trace(path: Path | str) -> TraceAnalysis:
     path = Path(path)
     trace = read_trace(path)
     try:
-        return analyse(trace)
+        return analyse(trace, timeline)
     except (ValueError, IndexError, OverflowError, TypeError, KeyError, ZeroDivisionError) as e:
         raise TraceError(path, f"could not analyse ({type(e).__name__}: {e})") from None

@@ -146,8 +146,8 @@ def _phase_scaling(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Fin
     """Which phases did not shrink as ideal scaling predicts (per-device batch vs the 1-device run's)."""
     if base is None or m.devices <= 1 or m.step_ms is None or m.step_ms_source != "trace":
         return None
-    rows = [p for p in phase_scaling(m, base)
-            if p.ratio >= t.phase_over_ideal and p.excess_ms >= t.phase_excess_share * m.step_ms]
+    phases = phase_scaling(m, base)
+    rows = [p for p in phases if p.ratio >= t.phase_over_ideal and p.excess_ms >= t.phase_excess_share * m.step_ms]
     if not rows:
         return None
     rows.sort(key=lambda p: -p.excess_ms)
@@ -156,7 +156,7 @@ def _phase_scaling(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Fin
         why = _phase_why(m, p)
         items.append(f"{p.phase.removeprefix(vocab.PREFIX)} {ms(p.measured_ms)} vs ideal {ms(p.ideal_ms)} ms "
                      f"({p.ratio:.1f}×{'; ' + why if why else ''})")
-    above = sum(p.excess_ms for p in phase_scaling(m, base) if p.excess_ms > 0)
+    above = sum(p.excess_ms for p in phases if p.excess_ms > 0)
     text = (f"{m.name}: per-step phases vs {base.name} scaled to {m.per_device_batch} images per device "
             f"(ideal scaling): " + "; ".join(items)
             + f" — {ms(above)} ms of the {ms(m.step_ms)} ms step is above ideal")
@@ -205,10 +205,6 @@ def _cpu_sharing(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Findi
 
 
 def _comm(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:
-    share = m.shares.get(vocab.COMMUNICATION, 0.0)
-    if m.step_ms is None or share < t.comm_share:
-        return None
-    comm_ms = m.parts_ms[vocab.COMMUNICATION]
     if m.device_type == "cpu":
         what = f"{m.devices} gloo processes: all-reduce"
     elif m.strategy in DP_STRATEGIES:
@@ -217,52 +213,53 @@ def _comm(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | Non
         what = f"at {m.devices} GPUs the exposed NCCL all-reduce"
     else:
         what = "communication"
-    text = f"{what} is {pct(share)} of the step ({comm_ms:.1f} of {m.step_ms:.1f} ms, {m.name})"
-    figs: dict[str, Any] = {"share": share, "comm_ms": comm_ms, "step_ms": m.step_ms}
+    f = _share_finding(m, vocab.COMMUNICATION, t.comm_share, "communication", what, ms_key="comm_ms")
+    if f is None:
+        return None
+    comm_ms, figs = f.figures["comm_ms"], f.figures
+    figs["step_ms"] = m.step_ms
     if cost is not None and cost.items:
         moved = cost.bytes_per_step
-        text += f": {gb(moved)}{' (estimate)' if cost.estimated else ''} moved per step"
+        f.text += f": {gb(moved)}{' (estimate)' if cost.estimated else ''} moved per step"
         figs["bytes_per_step"] = moved
         if cost.bandwidth_gbps:
-            text += f" at {cost.bandwidth_gbps:.1f} GB/s ({cost.bandwidth_source})"
+            f.text += f" at {cost.bandwidth_gbps:.1f} GB/s ({cost.bandwidth_source})"
             figs["bandwidth_gbps"] = cost.bandwidth_gbps
         if cost.predicted_comm_ms:
             ratio = comm_ms / cost.predicted_comm_ms
-            text += f" = {cost.predicted_comm_ms:.1f} ms predicted"
+            f.text += f" = {cost.predicted_comm_ms:.1f} ms predicted"
             if ratio > t.comm_mismatch:
-                text += f"; measured is {ratio:.1f}× that (time beyond raw transfer: launches, syncs, contention)"
+                f.text += f"; measured is {ratio:.1f}× that (time beyond raw transfer: launches, syncs, contention)"
             elif ratio < 1 / t.comm_mismatch:
-                text += f"; measured is {ratio:.2f}× that (copies run in parallel or hide under other work)"
+                f.text += f"; measured is {ratio:.2f}× that (copies run in parallel or hide under other work)"
             figs["predicted_ms"] = cost.predicted_comm_ms
     if m.comm_overlap is not None:
-        text += f"; {pct(m.comm_overlap)} of the all-reduce overlaps backward"
+        f.text += f"; {pct(m.comm_overlap)} of the all-reduce overlaps backward"
         figs["overlap"] = m.comm_overlap
-    return Finding("communication", m.name, text, figs)
+    return f
 
 
 def _data(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Finding | None:
-    share = m.shares.get(vocab.DATA_LOADING, 0.0)
-    if m.step_ms is None or share < t.data_share:
+    f = _share_finding(m, vocab.DATA_LOADING, t.data_share, "data_loading", "DataLoader wait", ms_key="data_ms")
+    if f is None:
         return None
-    ms = m.parts_ms[vocab.DATA_LOADING]
-    text = f"DataLoader wait is {pct(share)} of the step ({ms:.1f} of {m.step_ms:.1f} ms, {m.name})"
-    figs: dict[str, Any] = {"share": share, "data_ms": ms}
+    figs = f.figures
     if m.workers is not None and m.cpus_allowed is not None and m.workers >= m.cpus_allowed:
-        text += (f"; {m.workers} workers share {m.cpus_allowed} CPU{'s' if m.cpus_allowed != 1 else ''} "
-                 f"(cpus_allowed={m.cpus_allowed})")
+        f.text += (f"; {m.workers} workers share {m.cpus_allowed} CPU{'s' if m.cpus_allowed != 1 else ''} "
+                   f"(cpus_allowed={m.cpus_allowed})")
         figs.update(workers=m.workers, cpus_allowed=m.cpus_allowed)
     elif m.workers == 0:
-        text += "; workers=0: the training process decodes and augments every batch itself"
+        f.text += "; workers=0: the training process decodes and augments every batch itself"
         figs["workers"] = 0
     host = samples.get("host_cpu_pct")
     if host is not None:
-        text += f", host CPU at {host:.0f} %"
+        f.text += f", host CPU at {host:.0f} %"
         figs["host_cpu_pct"] = host
     kids = samples.get("children_cpu_pct")
     if kids is not None:
-        text += f", child processes (DataLoader workers) use {kids:.0f} % of a core"
+        f.text += f", child processes (DataLoader workers) use {kids:.0f} % of a core"
         figs["children_cpu_pct"] = kids
-    return Finding("data_loading", m.name, text, figs)
+    return f
 
 
 def _imbalance(m: RunMetrics, t: Thresholds) -> Finding | None:
@@ -288,13 +285,16 @@ def _imbalance(m: RunMetrics, t: Thresholds) -> Finding | None:
     return None
 
 
-def _share_finding(m: RunMetrics, category: str, limit: float, kind: str, what: str) -> Finding | None:
+def _share_finding(m: RunMetrics, category: str, limit: float, kind: str, what: str,
+                   ms_key: str = "ms") -> Finding | None:
+    """'<what> is N % of the step (a of b ms, run)' when the category's share reaches limit."""
     share = m.shares.get(category, 0.0)
     if m.step_ms is None or share < limit:
         return None
-    ms = m.parts_ms[category]
-    return Finding(kind, m.name, f"{what} is {pct(share)} of the step ({ms:.1f} of {m.step_ms:.1f} ms, {m.name})",
-                   {"share": share, "ms": ms})
+    part_ms = m.parts_ms[category]
+    return Finding(kind, m.name,
+                   f"{what} is {pct(share)} of the step ({part_ms:.1f} of {m.step_ms:.1f} ms, {m.name})",
+                   {"share": share, ms_key: part_ms})
 
 
 def _h2d(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:

@@ -14,9 +14,10 @@ import numpy as np
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
-from analysis.model import RunAnalysis, TraceAnalysis  # noqa: E402
-from analysis.runs import load_series  # noqa: E402
+from analysis.model import RunAnalysis  # noqa: E402
+from analysis.runs import load_all_series  # noqa: E402
 from analysis.scaling import RunMetrics  # noqa: E402
+from analysis.timeline import median_step  # noqa: E402
 from profiler import vocab  # noqa: E402
 
 COLOURS = {
@@ -95,13 +96,13 @@ def speedup_png(metrics: Sequence[RunMetrics]) -> bytes | None:
 
 def utilisation_png(run: RunAnalysis) -> bytes | None:
     """NVML GPU utilisation per device over time from samples.csv; host CPU % when there is no GPU."""
-    path = run.run_dir / vocab.SAMPLES_CSV
-    series = load_series(path, vocab.SOURCE_NVML, vocab.GPU_UTIL)
+    every = load_all_series(run.run_dir / vocab.SAMPLES_CSV)
+    series = dict(every.get((vocab.SOURCE_NVML, vocab.GPU_UTIL), {}))
     what, ylabel = "GPU", "GPU utilisation (%)"
     if not series:
-        series = {k: v for k, v in load_series(path, vocab.SOURCE_HOST, vocab.CPU_PCT).items() if k == "all"}
-        procs = load_series(path, vocab.SOURCE_PROC, vocab.CPU_PCT)
-        for dev in ("main", "workers", "children"):
+        series = {k: v for k, v in every.get((vocab.SOURCE_HOST, vocab.CPU_PCT), {}).items() if k == vocab.HOST_ALL}
+        procs = every.get((vocab.SOURCE_PROC, vocab.CPU_PCT), {})
+        for dev in (vocab.PROC_MAIN, vocab.PROC_CHILDREN):
             if dev in procs:
                 series[f"process {dev} (% of one core)"] = procs[dev]
         what, ylabel = "host CPU", "CPU (%)"
@@ -110,7 +111,7 @@ def utilisation_png(run: RunAnalysis) -> bytes | None:
     fig = Figure(figsize=(8, 2.8))
     ax = fig.add_subplot()
     for dev, (ts, vs) in sorted(series.items()):
-        label = f"GPU {dev}" if what == "GPU" else ("host CPU (all cores)" if dev == "all" else dev)
+        label = f"GPU {dev}" if what == "GPU" else ("host CPU (all cores)" if dev == vocab.HOST_ALL else dev)
         ax.plot(ts, vs, label=label, linewidth=1)
     ax.set_xlabel("seconds since the first sample")
     ax.set_ylabel(ylabel)
@@ -120,11 +121,6 @@ def utilisation_png(run: RunAnalysis) -> bytes | None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{run.name}: {what} over time")
     return _png(fig)
-
-
-def _median_step(t: TraceAnalysis) -> int:
-    walls = sorted(range(len(t.steps)), key=lambda i: t.steps[i].wall_us)
-    return walls[len(walls) // 2]
 
 
 TIMELINE_BINS = 800
@@ -185,7 +181,7 @@ def timeline_png(run: RunAnalysis) -> bytes | None:
         title = (f"{run.name} ({t.worker}): step {step if step is not None else ''} (median wall); "
                  "each column shows what covers most of it, blank = idle")
     else:
-        s = t.steps[_median_step(t)]
+        s = t.steps[median_step(t)]
         x = 0.0
         for cat in vocab.CATEGORIES:
             v = s.parts_us.get(cat, 0.0) / 1e3

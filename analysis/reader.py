@@ -205,6 +205,13 @@ def _numbers(values: list, default: float) -> NDArray[np.float64]:
     return a
 
 
+def _ids(values: list) -> NDArray[np.int64]:
+    """Integer ids (device index, correlation) as int64; absent or beyond int64 -> -1, never a cast warning."""
+    a = _numbers(values, -1.0)
+    a[np.abs(a) >= 2.0**63] = -1.0
+    return a.astype(np.int64)
+
+
 _COLUMNS = ("ts", "dur", "name", "cat", "pid", "tid", "device", "corr", "nbytes", "bw")
 
 
@@ -229,8 +236,8 @@ class _Columns:
         p["pid"].append(self.pids.codes(list(map(_get_pid, xs))))
         p["tid"].append(self.tids.codes(list(map(_get_tid, xs))))
         args = [_NO_ARGS if a is None else a for a in map(_get_args, xs)]
-        p["device"].append(_numbers(list(map(_get_device, args)), -1.0))
-        p["corr"].append(_numbers(list(map(_get_corr, args)), -1.0))
+        p["device"].append(_ids(list(map(_get_device, args))))
+        p["corr"].append(_ids(list(map(_get_corr, args))))
         p["nbytes"].append(_numbers(list(map(_get_bytes, args)), float("nan")))
         p["bw"].append(_numbers(list(map(_get_bw, args)), float("nan")))
 
@@ -327,8 +334,8 @@ def parse_trace(raw: bytes | bytearray, path: Path | str = "<memory>", chunk_byt
     nbytes[guess] = bw[guess] * dur[guess] * 1e3
     return Trace(
         path=path, t0_us=t0, base_time_ns=base, ts=ts, dur=dur,
-        pid=c["pid"], tid=c["tid"], device=c["device"].astype(np.int64), cat=c["cat"], name=c["name"],
-        corr=c["corr"].astype(np.int64), nbytes=nbytes,
+        pid=c["pid"], tid=c["tid"], device=c["device"], cat=c["cat"], name=c["name"],
+        corr=c["corr"], nbytes=nbytes,
         names=cols.names.keys(), cats=cols.cats.keys(), pids=cols.pids.keys(), tids=cols.tids.keys(),
         n_json_events=cols.n_json,
     )

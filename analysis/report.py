@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from analysis import html
-from analysis.findings import (THRESHOLDS, Finding, Recommendation, Thresholds, all_findings, finding_line,
+from analysis import html, tbplugin
+from analysis.findings import (THRESHOLDS, Finding, Recommendation, Thresholds, all_findings, finding_line, gb,
                                recommendation_line, recommendations, thresholds_dict)
 from analysis.model import RunAnalysis
 from analysis.runs import InputError, TraceAnalyser, analyse_runs, discover_runs
@@ -28,7 +28,6 @@ PROG = "python -m analysis.report"
 SUMMARY_SCHEMA = 1
 SHORT = {vocab.COMPUTE: "comp", vocab.COMMUNICATION: "comm", vocab.H2D_COPY: "h2d", vocab.DATA_LOADING: "data",
          vocab.HOST_OVERHEAD: "host", vocab.UNCLASSIFIED: "uncl", vocab.IDLE: "idle"}
-TB_PROFILER = "torch-tb-profiler"
 
 
 @dataclass
@@ -55,29 +54,23 @@ def _dedupe_names(runs: list[RunAnalysis]) -> None:
 
 def tb_profiler_note() -> str | None:
     """The warning about torch-tb-profiler ≤ 0.4.3's Overview, when that plugin is installed."""
-    try:
-        from analysis.tbplugin import installed_version, note_for_version
-    except ImportError:
-        from importlib import metadata
-        try:
-            version = metadata.version(TB_PROFILER)
-        except metadata.PackageNotFoundError:
-            return None
-        if version != "0.4.3":
-            return None
-        return (f"{TB_PROFILER} {version} is installed: its Overview DataLoader % is wrong on torch 2.x traces "
-                "(it drops user_annotation events); use this report's data_loading figures.")
-    version = installed_version()
-    return note_for_version(version) if version is not None else None
+    version = tbplugin.installed_version()
+    return tbplugin.note_for_version(version) if version is not None else None
+
+
+def measure(runs: list[RunAnalysis]) -> tuple[list[RunMetrics], dict[str, CostModel], dict[str, dict[str, Any]]]:
+    """Each run's metrics (speedups attached), cost model and samples summary; the last two keyed by run_dir."""
+    metrics = [run_metrics(r) for r in runs]
+    attach_speedups(metrics)
+    costs = {m.run_dir: cost_model(r, m) for r, m in zip(runs, metrics)}
+    samples = {m.run_dir: r.samples for r, m in zip(runs, metrics)}
+    return metrics, costs, samples
 
 
 def build_report(runs: list[RunAnalysis], t: Thresholds = THRESHOLDS) -> Report:
     """Metrics, cost models, findings and recommendations for already analysed runs."""
     _dedupe_names(runs)
-    metrics = [run_metrics(r) for r in runs]
-    attach_speedups(metrics)
-    costs = {m.run_dir: cost_model(r, m) for r, m in zip(runs, metrics)}
-    samples = {m.run_dir: r.samples for r, m in zip(runs, metrics)}
+    metrics, costs, samples = measure(runs)
     errors = [e for r in runs for e in r.errors]
     notes: list[str] = []
     for r, m in zip(runs, metrics):
@@ -152,8 +145,6 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 def cost_lines(report: Report) -> list[str]:
     """One line per run with traffic: bytes per step, the link figure used, predicted vs measured."""
-    from analysis.findings import gb
-
     lines = []
     for m in report.metrics:
         c = report.costs[m.run_dir]

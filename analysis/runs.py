@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from analysis.errors import TraceError
 from analysis.model import RunAnalysis, TraceAnalysis
 from profiler import vocab
 
@@ -95,7 +96,7 @@ def load_run_json(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     try:
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
-        return {}, f"{path}: run.json is not readable JSON ({str(exc).splitlines()[0]})"
+        return {}, f"{path}: run.json is not readable JSON ({_one_line(exc)})"
     if not isinstance(data, dict):
         return {}, f"{path}: run.json is not a JSON object"
     return data, None
@@ -163,7 +164,7 @@ def summarise_samples(path: Path) -> dict[str, Any]:
             elif r.metric in pcie:
                 pcie[r.metric][r.device].append(r.value)
         elif r.source == vocab.SOURCE_HOST and r.metric == vocab.CPU_PCT:
-            if r.device == "all":
+            if r.device == vocab.HOST_ALL:
                 host_all.append(r.value)
             else:
                 host_cores.add(r.device)
@@ -172,7 +173,7 @@ def summarise_samples(path: Path) -> dict[str, Any]:
                 proc_cpu[r.device].append(r.value)
             elif r.metric == vocab.RSS:
                 rss_at[r.time_ns] += r.value
-    workers = proc_cpu.pop("workers", []) + proc_cpu.pop("children", [])   # the sampler's child processes
+    workers = proc_cpu.pop(vocab.PROC_CHILDREN, [])   # the run's child processes (DataLoader workers, ranks)
     main = [v for vals in proc_cpu.values() for v in vals]
     out: dict[str, Any] = {
         "rows": rows,
@@ -195,23 +196,30 @@ def summarise_samples(path: Path) -> dict[str, Any]:
     return out
 
 
-def load_series(path: Path, source: str, metric: str) -> dict[str, tuple[list[float], list[float]]]:
-    """One metric over time per device: seconds since the file's first sample, and values (for plots)."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
+Series = dict[str, tuple[list[float], list[float]]]   # device -> (seconds since the first sample, values)
+
+
+def load_all_series(path: Path) -> dict[tuple[str, str], Series]:
+    """Every (source, metric) of samples.csv over time per device, in one read (for plots)."""
+    series: dict[tuple[str, str], Series] = defaultdict(dict)
     if not path.exists():
-        return series
+        return {}
     t0: int | None = None
     try:
         for r in iter_samples(path):
             if t0 is None:
                 t0 = r.time_ns
-            if r.source == source and r.metric == metric:
-                ts, vs = series.setdefault(r.device, ([], []))
-                ts.append((r.time_ns - t0) / 1e9)
-                vs.append(r.value)
+            ts, vs = series[(r.source, r.metric)].setdefault(r.device, ([], []))
+            ts.append((r.time_ns - t0) / 1e9)
+            vs.append(r.value)
     except (OSError, ValueError):
         return {}
-    return series
+    return dict(series)
+
+
+def load_series(path: Path, source: str, metric: str) -> Series:
+    """One metric over time per device: seconds since the file's first sample, and values."""
+    return load_all_series(path).get((source, metric), {})
 
 
 # --- one run --------------------------------------------------------------------------------
@@ -221,41 +229,24 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _trace_error() -> type[Exception]:
-    try:
-        from analysis.errors import TraceError
-    except ImportError:  # the reader is not installed: nothing raises it
-        return ValueError
-    return TraceError
-
-
-def analyse_with_timeline(path: Path, timeline: bool = True) -> TraceAnalysis:
-    """The breakdown's analyse_trace, plus (timeline=True) the median step's spans for the plot,
-    built while the events are still in memory so the trace is read once."""
-    from analysis.breakdown import analyse
-    from analysis.reader import read_trace
-    from analysis.timeline import step_timeline
-
-    tr = read_trace(path)
-    ta = analyse(tr)
-    if timeline and not ta.timeline and ta.steps:
-        ta.timeline, ta.timeline_step = step_timeline(tr, ta)
-    return ta
-
-
 def analyse_run(run_dir: Path, analyser: TraceAnalyser | None = None,
-                on_trace: Callable[[Path], None] | None = None) -> RunAnalysis:
-    """run.json + every trace + samples.csv of one folder; problems become RunAnalysis.errors lines."""
+                on_trace: Callable[[Path], None] | None = None,
+                trace_paths: Sequence[Path] | None = None) -> RunAnalysis:
+    """run.json + every trace + samples.csv of one folder; problems become RunAnalysis.errors lines.
+
+    trace_paths: the folder's find_traces() when the caller already has it (not listed twice)."""
+    from analysis.breakdown import analyse_trace   # numpy: imported only when there is work
+
     run, err = load_run_json(run_dir)
     errors = [err] if err else []
     traces: list[TraceAnalysis] = []
-    for trace_path in find_traces(run_dir):
+    for trace_path in find_traces(run_dir) if trace_paths is None else trace_paths:
         try:
-            if analyser is None:
-                traces.append(analyse_with_timeline(trace_path, timeline=not any(t.timeline for t in traces)))
+            if analyser is None:   # the first trace with steps also gets the timeline the report plots
+                traces.append(analyse_trace(trace_path, timeline=not any(t.timeline for t in traces)))
             else:
                 traces.append(analyser(trace_path))
-        except _trace_error() as exc:
+        except TraceError as exc:
             line = _one_line(exc)
             errors.append(line if str(trace_path.name) in line else f"{trace_path}: {line}")
         except (ImportError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
@@ -274,12 +265,14 @@ def analyse_run(run_dir: Path, analyser: TraceAnalyser | None = None,
 def analyse_runs(run_dirs: Sequence[Path], analyser: TraceAnalyser | None = None,
                  progress: bool | None = None) -> list[RunAnalysis]:
     """Analyse each run folder; a tqdm bar over the traces when there are many of them."""
-    trace_count = sum(len(find_traces(d)) for d in run_dirs)
+    found = [(d, find_traces(d)) for d in run_dirs]
+    trace_count = sum(len(paths) for _, paths in found)
     show = progress if progress is not None else trace_count >= PROGRESS_MIN_TRACES
     from tqdm import tqdm
 
     with tqdm(total=trace_count, desc="traces", unit="trace", disable=not show, leave=False) as bar:
-        return [analyse_run(d, analyser, on_trace=lambda _p: bar.update(1)) for d in run_dirs]
+        return [analyse_run(d, analyser, on_trace=lambda _p: bar.update(1), trace_paths=paths)
+                for d, paths in found]
 
 
 PROGRESS_MIN_TRACES = 6

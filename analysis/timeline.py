@@ -4,31 +4,39 @@ Built from the breakdown's own classification, so the picture matches the number
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from analysis import intervals as iv
-from analysis.breakdown import category_sets, resolve
 from analysis.classify import Kind
 from analysis.model import TimelineSpan, TraceAnalysis
 from profiler import vocab
+
+if TYPE_CHECKING:
+    from analysis.breakdown import Events
 
 
 TIMELINE_MAX_SPANS = 4000   # per lane; beyond it spans shorter than the step / 2000 are dropped from the plot
 
 
-def step_timeline(tr: Any, ta: TraceAnalysis) -> tuple[list[TimelineSpan], int]:
+def median_step(ta: TraceAnalysis) -> int:
+    """Index of the step with the median wall time (the one the report draws)."""
+    order = sorted(range(len(ta.steps)), key=lambda i: ta.steps[i].wall_us)
+    return order[len(order) // 2]
+
+
+def step_timeline(ev: Events, sets: list[tuple[str, iv.Intervals]], ta: TraceAnalysis
+                  ) -> tuple[list[TimelineSpan], int]:
     """Lanes of the median step: each GPU's compute/communication/host→device, the exclusive
     breakdown, and the host's phase labels (train-step phases and DataParallel phases apart).
 
-    Uses the breakdown's own classification so the picture matches the numbers.
+    Takes the breakdown's own resolved events and category sets (analyse(timeline=True)),
+    so the picture matches the numbers and nothing is classified twice.
     """
-    order = sorted(range(len(ta.steps)), key=lambda i: ta.steps[i].wall_us)
-    step = ta.steps[order[len(order) // 2]]
+    step = ta.steps[median_step(ta)]
+    tr = ev.tr
     s, e = step.start_us - tr.t0_us, step.end_us - tr.t0_us
-    ev = resolve(tr)
-    sets = category_sets(ev, ta.has_gpu, [])
     spans: list[TimelineSpan] = []
     min_len = (e - s) / 2000
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.strategies import STRATEGIES
+from profiler import vocab
 
 
 class UsageError(Exception):
@@ -209,8 +210,9 @@ def make_config(args: argparse.Namespace, device_type: str, device_ids: tuple[in
         argv=list(sys.argv if argv is None else argv))
 
 
-RUN_FILE_PATTERNS = ("*.pt.trace.json.gz", "*.pt.trace.json", "samples.csv", "run.json",
-                     "run.json.tmp*", "events.out.tfevents.*")
+RUN_FILE_PATTERNS = (*(f"*{s}" for s in vocab.TRACE_SUFFIXES), vocab.SAMPLES_CSV, vocab.RUN_JSON,
+                     f".{vocab.RUN_JSON}.*.tmp",      # a killed write_json_atomic's temp file
+                     "events.out.tfevents.*")
 
 
 def clear_run_files(run_dir: Path) -> list[str]:

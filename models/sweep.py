@@ -34,15 +34,9 @@ class Config:
 
     @property
     def label(self) -> str:
-        kind = "gpu" if self.device == "cuda" else "cpu"
-        return f"{self.strategy}-{self.devices}{kind}-b{self.global_batch}"
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
+        """The run folder name models.train gives this config."""
+        from models.config import run_name   # imports torch: not at start-up (--help)
+        return run_name(self.strategy, self.devices, self.device, self.global_batch, None)
 
 
 def fixed_workers(n: int, cores: int) -> int:
@@ -159,6 +153,8 @@ class _Forward:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from models.config import cpu_count   # imports torch, as gpu_count() below does anyway
+
     cores = cpu_count()
     gpus = gpu_count()
     group, configs = resolve(args.preset, gpus, cores)

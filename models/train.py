@@ -95,7 +95,7 @@ def execute(cfg: RunConfig) -> int:
               file=sys.stderr)
     finally:
         sampler.stop()
-    notes.extend(getattr(sampler, "notes", []))
+    notes.extend(sampler.notes)
     _samples_scalars(cfg, notes)
     record.finish(status, message, results, notes)
     if results is not None:

@@ -30,11 +30,10 @@ from types import TracebackType
 from typing import Any
 
 from profiler import metrics as m
-from profiler.sampling import SamplerCore
+from profiler.sampling import _FROM_ENV, SamplerCore
 
 __all__ = ["Sampler"]
 
-_FROM_ENV: Any = object()        # default for cuda_visible_devices: os.environ at construction
 _READY_TIMEOUT_S = 60.0          # python + psutil + pynvml import on a loaded node
 _STOP_TIMEOUT_S = 15.0
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)

@@ -44,9 +44,6 @@ class Schedule:
         """Steps the loop must run for every cycle to be recorded (0 = repeat forever)."""
         return (self.wait + self.warmup + self.active) * self.repeat
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
 
 class NullProfiler:
     """The no-op stand-in for ``--no-profile``: same context manager and ``step()``."""

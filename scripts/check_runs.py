@@ -10,7 +10,6 @@ Prints one table row per run and exits 1 if any check failed. Torch-free (reads 
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis.runs import iter_samples, load_run_json  # noqa: E402
 from profiler import vocab  # noqa: E402
 
 
@@ -50,13 +50,15 @@ def _load(path: Path) -> dict[str, Any]:
 
 def scan(run_dir: Path) -> RunCheck:
     rc = RunCheck(run_dir.name)
+    info, err = load_run_json(run_dir)
+    if err:
+        rc.failures.append(err)
+    cfg = info.get("config") or {}
     try:
-        info = json.loads((run_dir / vocab.RUN_JSON).read_text())
-        cfg = info.get("config") or {}
         rc.strategy, rc.device_type = cfg.get("strategy", "?"), cfg.get("device_type", "?")
         rc.devices, rc.status = int(cfg.get("devices") or 0), info.get("status") or "?"
-    except (OSError, ValueError) as exc:
-        rc.failures.append(f"run.json unreadable: {exc}")
+    except (TypeError, ValueError) as exc:
+        rc.failures.append(f"run.json config unreadable: {exc}")
     gpus: set[tuple[Any, Any]] = set()
     for path in sorted(p for s in vocab.TRACE_SUFFIXES for p in run_dir.glob(f"*{s}")):
         rc.traces += 1
@@ -82,13 +84,12 @@ def scan(run_dir: Path) -> RunCheck:
                 rc.collectives[name.split(":")[0]] += 1
     rc.gpus_with_kernels = len(gpus)
     try:
-        with open(run_dir / vocab.SAMPLES_CSV, newline="") as f:
-            for row in csv.reader(f):
-                if len(row) == 5 and row[1] == vocab.SOURCE_NVML:
-                    rc.nvml_rows += 1
-                elif len(row) == 5 and row[1] == vocab.SOURCE_HOST:
-                    rc.host_rows += 1
-    except OSError as exc:
+        for row in iter_samples(run_dir / vocab.SAMPLES_CSV):
+            if row.source == vocab.SOURCE_NVML:
+                rc.nvml_rows += 1
+            elif row.source == vocab.SOURCE_HOST:
+                rc.host_rows += 1
+    except (OSError, ValueError) as exc:
         rc.failures.append(f"samples.csv unreadable: {exc}")
     judge(rc)
     return rc

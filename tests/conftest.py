@@ -8,11 +8,13 @@ Both use width 0.0625 (a 0.55M-parameter copy of the seed graph), so the pair co
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -33,6 +35,26 @@ def cli_env() -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def trace_files(root: Path) -> list[Path]:
+    """Every Kineto trace file under root (e.g. the tiny_runs traces root)."""
+    return sorted(Path(root).rglob("*.pt.trace.json*"))
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """The run folders under root that hold traces."""
+    return sorted({p.parent for p in trace_files(root)})
+
+
+def load_submitcheck() -> ModuleType:
+    """condor/submitcheck.py (a script, not a package module) imported as `submitcheck`."""
+    spec = importlib.util.spec_from_file_location("submitcheck", REPO / "condor" / "submitcheck.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["submitcheck"] = mod      # dataclasses look their module up while the file executes
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def train_cmd(*args: str) -> list[str]:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import trace_files
 from analysis.breakdown import analyse, analyse_trace, sweep, worker_name
 from analysis.model import TraceAnalysis
 from analysis.reader import parse_trace
@@ -190,27 +191,11 @@ def test_real_cpu_trace_fixture() -> None:
     assert a.unclassified == {}
 
 
-def _trace_files(obj: object) -> list[Path]:
-    """Every Kineto trace under whatever the tiny_runs fixture hands back (folder, list or dict)."""
-    if isinstance(obj, (str, Path)):
-        p = Path(obj)
-        return sorted(p.rglob("*.pt.trace.json*")) if p.is_dir() else ([p] if ".pt.trace.json" in p.name else [])
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sorted({f for o in obj for f in _trace_files(o)})
-    return _trace_files(getattr(obj, "run_dir", getattr(obj, "path", "")) or "")
-
-
-def test_real_runner_traces(request: pytest.FixtureRequest) -> None:
-    """Traces written by `python -m models.train` (the models helper's tiny_runs fixture)."""
-    try:
-        runs = request.getfixturevalue("tiny_runs")
-    except pytest.FixtureLookupError:
-        pytest.skip("no tiny_runs fixture in tests/conftest.py (real runner traces) yet")
-    files = _trace_files(runs)
+def test_real_runner_traces(tiny_runs: Path) -> None:
+    """Traces written by `python -m models.train` (the session's tiny_runs fixture)."""
+    files = trace_files(tiny_runs)
     if not files:
-        pytest.skip(f"tiny_runs produced no trace files ({runs!r})")
+        pytest.skip(f"tiny_runs produced no trace files ({tiny_runs!r})")
     for f in files:
         a = analyse_trace(f)
         assert a.steps and all(s.step >= 0 for s in a.steps), f

@@ -8,7 +8,6 @@ the page asked for nothing but file:// and data: URLs. Screenshots go to the tes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from conftest import run_dirs
 from analysis.tensorboard import REPORT_EVENTS_NAME
 from profiler.vocab import CATEGORIES
 
@@ -29,14 +29,6 @@ CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")   # Debian pack
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 LOCAL_SCHEMES = ("file://", "data:", "blob:", "about:")
-
-
-def run_dirs_of(tiny: Any) -> list[Path]:
-    """The run folders inside whatever the tiny_runs fixture hands out (a root, a list or a dict)."""
-    if isinstance(tiny, dict):
-        tiny = list(tiny.values())
-    roots = [Path(tiny)] if isinstance(tiny, (str, os.PathLike)) else [Path(p) for p in tiny]
-    return sorted({p.parent for root in roots for p in root.rglob("*.pt.trace.json*")})
 
 
 @dataclass
@@ -59,12 +51,12 @@ def findings_in_events(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tiny_runs: Any, tmp_path_factory: pytest.TempPathFactory) -> Report:
+def report(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Report:
     """The report of a private copy of the tiny sweep (--tensorboard writes into the run folders)."""
     base = tmp_path_factory.mktemp("report")
     traces = base / "traces"
     names = []
-    for src in run_dirs_of(tiny_runs):
+    for src in run_dirs(tiny_runs):
         shutil.copytree(src, traces / src.name, ignore=shutil.ignore_patterns(REPORT_EVENTS_NAME))
         names.append(src.name)
     assert names, f"tiny_runs holds no run folder with traces: {tiny_runs!r}"

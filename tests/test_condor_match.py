@@ -5,11 +5,11 @@ machine ads. A ClassAd error value is truthy in Python, so results are compared 
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_submitcheck
 
 classad2 = pytest.importorskip("classad2")
 pytest.importorskip("htcondor2")
@@ -17,15 +17,7 @@ pytest.importorskip("htcondor2")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_submitcheck():
-    spec = importlib.util.spec_from_file_location("submitcheck", ROOT / "condor" / "submitcheck.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["submitcheck"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sc = _load_submitcheck()
+sc = load_submitcheck()
 
 
 def jobs(**overrides: str) -> list[dict[str, str]]:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_submitcheck
+
 pytest.importorskip("htcondor2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,15 +37,7 @@ pytestmark = [pytest.mark.slow,
 TINY = "--device cpu --width 0.0625 --workers 0 --train-size 512 --profile-wait 0 --profile-warmup 0 --profile-active 1"
 
 
-def _load_submitcheck():
-    spec = importlib.util.spec_from_file_location("submitcheck", ROOT / "condor" / "submitcheck.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["submitcheck"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sc = _load_submitcheck()
+sc = load_submitcheck()
 
 
 def make_sandbox(tmp_path: Path, job: dict[str, str], proc: int = 0) -> tuple[Path, dict[str, str]]:

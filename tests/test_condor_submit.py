@@ -8,12 +8,13 @@ cross-checked against itemdata() where that is reliable.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_submitcheck
 
 htcondor2 = pytest.importorskip("htcondor2")
 
@@ -22,15 +23,7 @@ CONDOR = ROOT / "condor"
 PROFILE = CONDOR / "profile.sub"
 
 
-def _load_submitcheck():
-    spec = importlib.util.spec_from_file_location("submitcheck", CONDOR / "submitcheck.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["submitcheck"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sc = _load_submitcheck()
+sc = load_submitcheck()
 SUBMIT_FILES = sorted(CONDOR.glob("*.sub"))
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,14 @@ import orjson
 import pytest
 
 from analysis.report import main
+from conftest import REPO, cli_env
 from test_report_support import SAMPLES, run_json, write_run
 
-REPO = Path(__file__).resolve().parents[1]
 ANCHORS = REPO.parent / "shared" / "anchors"
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "analysis.report", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "analysis.report", *args], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=120)
 
 

@@ -7,20 +7,12 @@ import pytest
 
 from analysis.findings import THRESHOLDS, Thresholds, all_findings, findings_for, recommendations
 from analysis.model import MemcpyStats
-from analysis.scaling import attach_speedups, cost_model, run_metrics
+from analysis.report import measure as analysed
 from profiler import vocab
 from test_report_support import run, run_json, trace
 
 C, COMM, DATA, H2D, HOST, IDLE = (vocab.COMPUTE, vocab.COMMUNICATION, vocab.DATA_LOADING, vocab.H2D_COPY,
                                   vocab.HOST_OVERHEAD, vocab.IDLE)
-
-
-def analysed(runs):
-    ms = [run_metrics(r) for r in runs]
-    attach_speedups(ms)
-    costs = {m.run_dir: cost_model(r, m) for r, m in zip(runs, ms)}
-    samples = {m.run_dir: r.samples for r, m in zip(runs, ms)}
-    return ms, costs, samples
 
 
 def kinds(found) -> list[str]:

@@ -12,8 +12,9 @@ import pytest
 
 from analysis.findings import THRESHOLDS, all_findings, recommendation_line, recommendations
 from analysis.report import build_report, cost_lines
+from analysis.report import measure as analysed  # what build_report computes first
 from analysis.runs import analyse_runs, discover_runs
-from analysis.scaling import allreduce_total_ms, attach_speedups, cost_model, phase_scaling, run_metrics
+from analysis.scaling import allreduce_total_ms, phase_scaling
 from profiler import vocab
 from test_analysis_synth import TraceBuilder
 from test_report_support import run, run_json, trace
@@ -24,14 +25,6 @@ PBYTES = 563_611_816          # the demo model: 140 902 954 float32 parameters
 
 BASE_PHASES = {FWD: 200_000.0, LOSS: 10_000.0, BWD: 500_000.0, OPT: 200_000.0}      # µs per step
 DDP_PHASES = {FWD: 200_000.0, LOSS: 5_000.0, BWD: 600_000.0, OPT: 400_000.0}
-
-
-def analysed(runs):
-    ms = [run_metrics(r) for r in runs]
-    attach_speedups(ms)
-    costs = {m.run_dir: cost_model(r, m) for r, m in zip(runs, ms)}
-    samples = {m.run_dir: r.samples for r, m in zip(runs, ms)}
-    return ms, costs, samples
 
 
 def by_kind(runs, t=THRESHOLDS) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from conftest import run_dirs
 from analysis import tbplugin
 from analysis.model import RunAnalysis
 from analysis.tensorboard import REPORT_EVENTS_NAME, breakdown_tags, device_label, write_report_events
@@ -43,15 +44,6 @@ T = TypeVar("T")
 
 # --- runs ------------------------------------------------------------------------------------
 
-def run_dirs_of(tiny: Any) -> list[Path]:
-    """The run folders inside whatever the tiny_runs fixture hands out (a root, a list or a dict)."""
-    if isinstance(tiny, dict):
-        tiny = list(tiny.values())
-    roots = [Path(tiny)] if isinstance(tiny, (str, os.PathLike)) else [Path(p) for p in tiny]
-    found = {p.parent for root in roots for p in root.rglob("*.pt.trace.json*")}
-    return sorted(found)
-
-
 @dataclass
 class Sweep:
     logdir: Path
@@ -60,12 +52,12 @@ class Sweep:
 
 
 @pytest.fixture(scope="module")
-def sweep(tiny_runs: Any, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+def sweep(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     """A private copy of the session's tiny runs (we add files to it) with our report events written."""
     from analysis.runs import analyse_run
 
     logdir = tmp_path_factory.mktemp("tb") / "traces"
-    sources = run_dirs_of(tiny_runs)
+    sources = run_dirs(tiny_runs)
     assert sources, f"tiny_runs holds no run folder with traces: {tiny_runs!r}"
     runs: dict[str, RunAnalysis] = {}
     findings: dict[str, list[str]] = {}
