@@ -22,10 +22,10 @@ from analysis import intervals as iv
 from analysis.classify import (ALLREDUCE_NAME, CPU_COMPUTE_LABELS, CPU_COMPUTE_TORCH, GPU_KINDS, HOST_KINDS,
                                Kind, classify, memcpy_kind, step_number)
 from analysis.errors import TraceError
-from analysis.model import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
+from analysis.records import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
 from analysis.reader import Trace, read_trace
 from analysis.timeline import step_timeline
-from profiler import vocab
+from profiler.contract import vocab
 
 _KERNEL_CATS = ("kernel", "Kernel")
 _MEMCPY_CATS = ("gpu_memcpy", "Memcpy")

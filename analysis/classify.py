@@ -14,7 +14,7 @@ from enum import IntEnum
 import numpy as np
 from numpy.typing import NDArray
 
-from profiler import vocab
+from profiler.contract import vocab
 
 from analysis.reader import Trace
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from profiler.vocab import RUN_JSON
+from profiler.contract.vocab import RUN_JSON
 
 WRAPPER_JSON = "condor_wrapper.json"   # written by condor/run.sh into every run folder
 SUFFIXES = (".tar.gz", ".tgz")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from analysis.scaling import DP_STRATEGIES, CostModel, PhaseScaling, RunMetrics, ddp_prediction_ms, phase_scaling
-from profiler import vocab
+from profiler.contract import vocab
 
 
 @dataclass(frozen=True)

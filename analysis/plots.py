@@ -14,11 +14,11 @@ import numpy as np
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
-from analysis.model import RunAnalysis  # noqa: E402
+from analysis.records import RunAnalysis  # noqa: E402
 from analysis.runs import load_all_series  # noqa: E402
 from analysis.scaling import RunMetrics  # noqa: E402
 from analysis.timeline import median_step  # noqa: E402
-from profiler import vocab  # noqa: E402
+from profiler.contract import vocab  # noqa: E402
 
 COLOURS = {
     vocab.COMPUTE: "#2e7d32",

@@ -14,15 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from analysis import html, tbplugin
 from analysis.findings import (THRESHOLDS, Finding, Recommendation, Thresholds, all_findings, finding_line, gb,
                                recommendation_line, recommendations, thresholds_dict)
-from analysis.model import RunAnalysis
+from analysis.records import RunAnalysis
 from analysis.runs import InputError, TraceAnalyser, analyse_runs, discover_runs
 from analysis.scaling import CostModel, RunMetrics, allreduce_total_ms, attach_speedups, cost_model, run_metrics
-from profiler import vocab
+from profiler.contract import vocab
+from profiler.contract.runjson import encode_json
 
 PROG = "python -m analysis.report"
 SUMMARY_SCHEMA = 1
@@ -243,18 +242,8 @@ def to_summary(report: Report) -> dict[str, Any]:
     }
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):          # numpy scalars from the breakdown
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def summary_bytes(report: Report) -> bytes:
-    return orjson.dumps(to_summary(report), default=_json_default,
-                        option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
-                        | orjson.OPT_SERIALIZE_NUMPY)
+    return encode_json(to_summary(report))
 
 
 def render_html(report: Report) -> str:

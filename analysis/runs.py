@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from analysis.errors import TraceError
-from analysis.model import RunAnalysis, TraceAnalysis
-from profiler import vocab
+from analysis.records import RunAnalysis, TraceAnalysis
+from profiler.contract import vocab
 
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 SNIFF_BYTES = 1 << 16     # how much of an oddly named *.json(.gz) we read to see if it is a trace

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.model import RunAnalysis, TraceAnalysis
-from profiler import vocab
+from analysis.records import RunAnalysis, TraceAnalysis
+from profiler.contract import vocab
 
 RUN_NAME = re.compile(r"^(?P<strategy>single|dp-layerwise|dp|ddp)-(?P<n>\d+)(?P<kind>gpu|cpu)-b(?P<batch>\d+)(?:-.*)?$")
 DP_STRATEGIES = ("dp", "dp-layerwise")

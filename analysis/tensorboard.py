@@ -21,9 +21,9 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from analysis.model import DeviceView, RunAnalysis, StepBreakdown, TraceAnalysis
+from analysis.records import DeviceView, RunAnalysis, StepBreakdown, TraceAnalysis
 from analysis.tbplugin import plugin_note
-from profiler.vocab import CATEGORIES
+from profiler.contract.vocab import CATEGORIES
 
 # "tfevents" must stay in the name: TensorBoard (both loaders) only reads files containing it.
 # It sorts after the runner's "events.out.tfevents.<digits>..." files, so the legacy loader,

@@ -10,8 +10,8 @@ import numpy as np
 
 from analysis import intervals as iv
 from analysis.classify import Kind
-from analysis.model import TimelineSpan, TraceAnalysis
-from profiler import vocab
+from analysis.records import TimelineSpan, TraceAnalysis
+from profiler.contract import vocab
 
 if TYPE_CHECKING:
     from analysis.breakdown import Events

@@ -32,7 +32,7 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models.convnet import ConvNet, count_parameters  # noqa: E402
-from profiler import vocab  # noqa: E402
+from profiler.contract import vocab  # noqa: E402
 from profiler.sampler import Sampler  # noqa: E402
 from profiler.session import Schedule, make_profiler, phase  # noqa: E402
 

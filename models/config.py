@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.strategies import STRATEGIES
-from profiler import vocab
+from profiler.contract import vocab
 
 
 class UsageError(Exception):

@@ -23,7 +23,7 @@ from models.config import RunConfig
 from models.convnet import ConvNet
 from models.data import build_datasets
 from models.strategies import Placement, wrap
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.session import Schedule, make_profiler, phase
 
 

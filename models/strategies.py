@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from profiler import vocab
+from profiler.contract import vocab
 
 STRATEGIES = ("single", "dp", "dp-layerwise", "ddp")
 DP_STRATEGIES = ("dp", "dp-layerwise")

@@ -21,7 +21,7 @@ from models.convnet import ConvNet, describe
 from models.data import DataError, build_datasets
 from models.loop import StopFlag, train_process
 from models.strategies import Placement, StrategyError, check, parse_device_ids, resolve_device_type
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.runinfo import RunRecord, collect_environment
 from profiler.sampler import Sampler
 from profiler.scalars import samples_to_scalars

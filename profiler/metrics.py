@@ -1,6 +1,6 @@
 """What the sampler reads, as declarative tables (one row per metric, like nvitop).
 
-Adding a metric is adding a row: its samples.csv name (from `profiler.vocab`),
+Adding a metric is adding a row: its samples.csv name (from `profiler.contract.vocab`),
 its unit, and a small function that reads it. The sampler owns when and how
 failures are handled; this module only says *what* to read. Torch-free.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from profiler import vocab
+from profiler.contract import vocab
 
 try:  # the sampler reports "NVML unavailable" when this is missing
     import pynvml

@@ -14,13 +14,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from profiler import vocab
+from profiler.contract import vocab
+from profiler.contract.runjson import write_json_atomic
 
 if TYPE_CHECKING:
     from profiler.sampler import Sampler
@@ -171,27 +169,6 @@ def collect_environment(n_gpus: int, sampler: "Sampler | None" = None) -> dict[s
 
 
 # --- run.json ---------------------------------------------------------------------
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` via temp file + rename (never a partial file)."""
-    path = Path(path)
-    payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-                           | orjson.OPT_SERIALIZE_NUMPY, default=str) + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp makes it 0600; run folders are shared with collaborators
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class RunRecord:
     """run.json of one run: ``start()`` writes status "running", ``finish()`` the outcome.
 

@@ -27,7 +27,7 @@ import psutil
 
 from profiler import metrics as m
 from profiler import nvml as nvmlmap
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.clock import Ticker
 
 __all__ = ["SamplerCore", "descendants"]

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from profiler import vocab
+from profiler.contract import vocab
 
 __all__ = ["samples_to_scalars", "scalar_tag", "ScalarWriter"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.runs import iter_samples, load_run_json  # noqa: E402
-from profiler import vocab  # noqa: E402
+from profiler.contract import vocab  # noqa: E402
 
 
 @dataclass

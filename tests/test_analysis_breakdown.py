@@ -7,9 +7,9 @@ import pytest
 
 from conftest import trace_files
 from analysis.breakdown import analyse, analyse_trace, sweep, worker_name
-from analysis.model import TraceAnalysis
+from analysis.records import TraceAnalysis
 from analysis.reader import parse_trace
-from profiler import vocab
+from profiler.contract import vocab
 from test_analysis_synth import NEW, OLD, TraceBuilder
 
 C, M, H, D, O, U, I = (vocab.COMPUTE, vocab.COMMUNICATION, vocab.H2D_COPY, vocab.DATA_LOADING,

@@ -17,7 +17,7 @@ from analysis import intervals as iv
 from analysis.breakdown import resolve, analyse_trace
 from analysis.classify import Kind
 from analysis.reader import read_trace
-from profiler import vocab
+from profiler.contract import vocab
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 pytestmark = pytest.mark.skipif(not ANCHORS.is_dir(), reason=f"peer reference traces not present at {ANCHORS}")

@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 
 from conftest import run_dirs
 from analysis.tensorboard import REPORT_EVENTS_NAME
-from profiler.vocab import CATEGORIES
+from profiler.contract.vocab import CATEGORIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

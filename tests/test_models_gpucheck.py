@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, cli_env
-from profiler import vocab
+from profiler.contract import vocab
 
 sys.path.insert(0, str(REPO / "scripts"))
 import check_runs  # noqa: E402

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import TINY_ARGS, run_train
-from profiler import vocab
+from profiler.contract import vocab
 
 pytestmark = pytest.mark.slow   # spawns training processes
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_ARGS, cli_env, train_cmd
-from profiler import vocab
+from profiler.contract import vocab
 
 pytestmark = pytest.mark.slow   # spawns training processes
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from profiler import nvml as nm
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.nvml import NvmlDevice, NvmlMig, VisibleDevice, cuda_to_nvml, match_device, parse_visible_devices
 
 U0 = "GPU-5a6b7c8d-0000-1111-2222-333344445555"

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.runinfo import RunRecord, collect_environment, condor_ads, parse_classad, write_json_atomic
 
 JOB_AD = """\

@@ -7,7 +7,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.scalars import samples_to_scalars, scalar_tag
 
 T0 = 1_795_000_000_000_000_000

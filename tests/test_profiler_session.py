@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from profiler import vocab
+from profiler.contract import vocab
 from profiler.session import NullProfiler, Schedule, all_threads_config, make_profiler, phase
 
 
@@ -141,7 +141,7 @@ def test_steps_needed() -> None:
 def test_torch_free_modules_do_not_import_torch() -> None:
     import subprocess
     import sys
-    code = ("import sys, profiler, profiler.vocab, profiler.clock, profiler.metrics, profiler.nvml, "
+    code = ("import sys, profiler, profiler.contract.vocab, profiler.clock, profiler.metrics, profiler.nvml, "
             "profiler.sampling, profiler.sampler, profiler.runinfo, profiler.scalars; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

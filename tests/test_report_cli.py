@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from analysis.report import main
@@ -64,7 +64,7 @@ def test_corrupt_trace_beside_a_good_run(sweep: Path, tmp_path: Path) -> None:
     rows = {line.split()[0]: line.split() for line in p.stdout.splitlines() if line.startswith(("single", "dp"))}
     assert rows["single-1gpu-b64"][1:8] == ["single", "1", "gpu", "64", "1.0", "64000", "1.00×"]
     assert rows["dp-2gpu-b128"][5:8] == ["–", "90000", "1.41×"]        # still in the table, from run.json
-    summary = orjson.loads((out / "summary.json").read_bytes())
+    summary = msgspec.json.decode((out / "summary.json").read_bytes())
     assert [r["name"] for r in summary["runs"]] == ["dp-2gpu-b128", "single-1gpu-b64"]
     assert len(summary["errors"]) == 1 and str(bad.resolve()) in summary["errors"][0]
     html = (out / "index.html").read_text()
@@ -130,7 +130,7 @@ def test_anchors_bare_trace_folders(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([str(ANCHORS), "--out", str(tmp_path / "r"), "--progress", "off"]) == 0
     out = capsys.readouterr().out
     assert "resnet50_num_workers_0" in out and "trace_filter" in out
-    summary = orjson.loads((tmp_path / "r" / "summary.json").read_bytes())
+    summary = msgspec.json.decode((tmp_path / "r" / "summary.json").read_bytes())
     runs = {r["name"]: r for r in summary["runs"]}
     w0, w4 = runs["resnet50_num_workers_0"], runs["resnet50_num_workers_4"]
     # the plugin's DataLoader share: 33.4 / 22.9 % (workers 0), 0.8 / 0.2 % (workers 4); we average both spans

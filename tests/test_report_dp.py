@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from analysis.report import build_report, main
 from analysis.runs import analyse_runs, discover_runs
-from profiler import vocab
+from profiler.contract import vocab
 from test_analysis_synth import TraceBuilder
 from test_report_support import run_json
 
@@ -98,6 +98,6 @@ def test_dataparallel_cli(dp_run: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert main([str(dp_run), "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "dp-4gpu-b256" in out and "Communication cost model" in out and "GPU 0 busy" in out
-    summary = orjson.loads((tmp_path / "r" / "summary.json").read_bytes())
+    summary = msgspec.json.decode((tmp_path / "r" / "summary.json").read_bytes())
     assert summary["runs"][0]["cost_model"]["bandwidth_source"] == "memcpy device-to-device"
     assert "ddp" in [r["kind"] for r in summary["recommendations"]]

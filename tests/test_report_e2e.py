@@ -7,11 +7,11 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from analysis.report import main
-from profiler import vocab
+from profiler.contract import vocab
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_report_over_real_cpu_runs(real_runs: list[Path], tmp_path: Path, capsys
     out = tmp_path / "report"
     assert main([*map(str, real_runs), "--out", str(out), "--progress", "off"]) == 0
     text = capsys.readouterr().out
-    summary = orjson.loads((out / "summary.json").read_bytes())
+    summary = msgspec.json.decode((out / "summary.json").read_bytes())
     runs = {r["strategy"]: r for r in summary["runs"]}
     assert {"single", "ddp"} <= set(runs), sorted(runs)
     single, ddp = runs["single"], runs["ddp"]

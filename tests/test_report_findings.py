@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 
 from analysis.findings import THRESHOLDS, Thresholds, all_findings, findings_for, recommendations
-from analysis.model import MemcpyStats
+from analysis.records import MemcpyStats
 from analysis.report import measure as analysed
-from profiler import vocab
+from profiler.contract import vocab
 from test_report_support import run, run_json, trace
 
 C, COMM, DATA, H2D, HOST, IDLE = (vocab.COMPUTE, vocab.COMMUNICATION, vocab.DATA_LOADING, vocab.H2D_COPY,

@@ -5,12 +5,12 @@ import base64
 from html.parser import HTMLParser
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
-from analysis.model import TimelineSpan
+from analysis.records import TimelineSpan
 from analysis.report import build_report, render_html, summary_bytes, to_summary, write_outputs
-from profiler import vocab
+from profiler.contract import vocab
 from test_report_support import SAMPLES, run, run_json, trace
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,8 +92,8 @@ def test_summary_json_round_trips_the_numbers(report, tmp_path: Path) -> None:
     out = tmp_path / "report"
     index = write_outputs(report, out)
     assert index == out / "index.html" and index.read_text().startswith("<!DOCTYPE html>")
-    loaded = orjson.loads((out / "summary.json").read_bytes())
-    assert loaded == orjson.loads(summary_bytes(report))
+    loaded = msgspec.json.decode((out / "summary.json").read_bytes())
+    assert loaded == msgspec.json.decode(summary_bytes(report))
     assert loaded["schema"] == 1
     by_name = {r["name"]: r for r in loaded["runs"]}
     for m in report.metrics:

@@ -15,7 +15,7 @@ from analysis.report import build_report, cost_lines
 from analysis.report import measure as analysed  # what build_report computes first
 from analysis.runs import analyse_runs, discover_runs
 from analysis.scaling import allreduce_total_ms, phase_scaling
-from profiler import vocab
+from profiler.contract import vocab
 from test_analysis_synth import TraceBuilder
 from test_report_support import run, run_json, trace
 

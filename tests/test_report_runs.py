@@ -10,7 +10,7 @@ import pytest
 from analysis.errors import TraceError
 from analysis.runs import (InputError, analyse_run, discover_runs, find_traces, load_run_json, load_series,
                            summarise_samples)
-from profiler import vocab
+from profiler.contract import vocab
 from test_report_support import SAMPLES, kineto_events, run_json, trace, write_run, write_trace
 
 

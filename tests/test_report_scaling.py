@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.model import MemcpyStats
+from analysis.records import MemcpyStats
 from analysis.scaling import (activation_traffic, attach_speedups, cost_model, ddp_prediction_ms, group_by_strategy,
                               layer_activations, link_bandwidths, param_traffic, run_metrics)
-from profiler import vocab
+from profiler.contract import vocab
 from test_report_support import run, run_json, trace
 
 C, COMM, DATA = vocab.COMPUTE, vocab.COMMUNICATION, vocab.DATA_LOADING

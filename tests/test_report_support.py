@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from analysis.model import DeviceView, MemcpyStats, RunAnalysis, StepBreakdown, TraceAnalysis
-from profiler import vocab
+from analysis.records import DeviceView, MemcpyStats, RunAnalysis, StepBreakdown, TraceAnalysis
+from profiler.contract import vocab
 
 
 def parts(step_us: float, **shares: float) -> dict[str, float]:

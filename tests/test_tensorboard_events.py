@@ -12,9 +12,9 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.util import tensor_util
 
 from analysis import tbplugin
-from analysis.model import DeviceView, RunAnalysis, StepBreakdown, TraceAnalysis
+from analysis.records import DeviceView, RunAnalysis, StepBreakdown, TraceAnalysis
 from analysis.tensorboard import REPORT_EVENTS_NAME, breakdown_tags, write_report_events
-from profiler.vocab import CATEGORIES, COMMUNICATION, COMPUTE, IDLE
+from profiler.contract.vocab import CATEGORIES, COMMUNICATION, COMPUTE, IDLE
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1.75e15   # µs since the Unix epoch (2025), as a trace's absolute clock gives

@@ -27,9 +27,9 @@ import pytest
 
 from conftest import run_dirs
 from analysis import tbplugin
-from analysis.model import RunAnalysis
+from analysis.records import RunAnalysis
 from analysis.tensorboard import REPORT_EVENTS_NAME, breakdown_tags, device_label, write_report_events
-from profiler.vocab import DATA_LOADING
+from profiler.contract.vocab import DATA_LOADING
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

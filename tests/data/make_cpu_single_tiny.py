@@ -1,6 +1,6 @@
 """Regenerate tests/data/cpu_single_tiny.pt.trace.json.gz: a real CPU torch.profiler trace.
 
-Tiny CNN, 2 profiled steps, the runner's phase labels (profiler.vocab) around each
+Tiny CNN, 2 profiled steps, the runner's phase labels (profiler.contract.vocab) around each
 phase, exported gzipped. Run from the repo root:
     .venv/bin/python tests/data/make_cpu_single_tiny.py
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
-from profiler import vocab
+from profiler.contract import vocab
 
 torch.manual_seed(0); torch.set_num_threads(1)
 model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))

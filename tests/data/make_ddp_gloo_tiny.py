@@ -7,7 +7,7 @@ import os, shutil, tempfile, torch, torch.distributed as dist, torch.multiproces
 from torch import nn
 from torch.profiler import profile, record_function, schedule, ProfilerActivity, tensorboard_trace_handler
 from pathlib import Path
-from profiler import vocab
+from profiler.contract import vocab
 PORT = 29533
 def run(rank, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(PORT)); torch.set_num_threads(1)

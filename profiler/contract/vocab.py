@@ -1,4 +1,4 @@
-"""The shared vocabulary between the writers (`models`, `profiler`) and `analysis`.
+"""The shared names between the writers (`models`, `profiler`) and `analysis`.
 
 Imports nothing heavy: `analysis` runs where torch is absent. A name here is a
 contract with every trace already written — rename only with a schema bump.
@@ -6,6 +6,15 @@ contract with every trace already written — rename only with a schema bump.
 from __future__ import annotations
 
 from typing import Final
+
+# --- strategies (DESIGN.md "Strategies") ----------------------------------------
+SINGLE: Final = "single"
+DP: Final = "dp"
+DP_LAYERWISE: Final = "dp-layerwise"
+DDP: Final = "ddp"
+STRATEGIES: Final = (SINGLE, DP, DP_LAYERWISE, DDP)
+DP_STRATEGIES: Final = (DP, DP_LAYERWISE)     # one process drives every GPU through nn.DataParallel
+UNKNOWN_STRATEGY: Final = "unknown"           # a folder with neither run.json nor a parsable name
 
 # --- host-side record_function labels added by the runner -------------------
 PREFIX: Final = "ss:"
@@ -42,7 +51,7 @@ IDLE: Final = "idle"
 CATEGORIES: Final = (COMPUTE, COMMUNICATION, H2D_COPY, DATA_LOADING, HOST_OVERHEAD, UNCLASSIFIED, IDLE)
 
 # --- run.json -----------------------------------------------------------------
-RUN_SCHEMA_VERSION: Final = 1
+RUN_SCHEMA_VERSION: Final = 2              # 2: layer table, CPU allocation, CUDA UUIDs (1 still reads)
 RUN_JSON: Final = "run.json"
 SAMPLES_CSV: Final = "samples.csv"
 TRACE_SUFFIXES: Final = (".pt.trace.json.gz", ".pt.trace.json")
@@ -59,6 +68,7 @@ SOURCE_PROC: Final = "proc"   # device = "main" (the run process) or "children" 
 HOST_ALL: Final = "all"          # host device for whole-machine values
 PROC_MAIN: Final = "main"        # proc device: the training process itself
 PROC_CHILDREN: Final = "children"  # proc device: all its descendants summed (DataLoader workers, DDP ranks)
+PROC_TREE: Final = "tree"          # proc device: the run process and every descendant together
 # metric names (units in the name)
 GPU_UTIL: Final = "gpu_util_pct"
 MEM_UTIL: Final = "mem_util_pct"
@@ -69,6 +79,7 @@ PCIE_TX: Final = "pcie_tx_kbps"
 PCIE_RX: Final = "pcie_rx_kbps"
 TEMPERATURE: Final = "temperature_c"
 CPU_PCT: Final = "cpu_pct"            # host: per core 0..100, "all" is the mean; proc: % of one core
+CPU_CORES: Final = "cpu_cores"        # proc "tree": cores busy (1.0 = one core fully), to set beside the allocation
 RSS: Final = "rss_mib"
 NUM_PROCS: Final = "num_procs"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from profiler.vocab import CATEGORIES
+from profiler.contract.vocab import CATEGORIES
 
 
 @dataclass
