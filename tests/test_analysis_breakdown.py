@@ -10,7 +10,7 @@ from analysis.breakdown import analyse, analyse_trace, sweep, worker_name
 from analysis.records import TraceAnalysis
 from analysis.reader import parse_trace
 from profiler.contract import vocab
-from test_analysis_synth import NEW, OLD, TraceBuilder
+from tracebuilder import NEW, OLD, TraceBuilder
 
 C, M, H, D, O, U, I = (vocab.COMPUTE, vocab.COMMUNICATION, vocab.H2D_COPY, vocab.DATA_LOADING,
                        vocab.HOST_OVERHEAD, vocab.UNCLASSIFIED, vocab.IDLE)

@@ -6,7 +6,7 @@ import pytest
 from analysis.classify import Kind, classify, classify_one, memcpy_kind, step_number
 from analysis.reader import parse_trace
 from profiler.contract import vocab
-from test_analysis_synth import NEW, TraceBuilder
+from tracebuilder import NEW, TraceBuilder
 
 
 @pytest.mark.parametrize("cat,name,kind", [

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from analysis.breakdown import analyse_trace
 from analysis.errors import TraceError
 from analysis.records import TraceAnalysis
-from test_analysis_synth import NEW, TraceBuilder
+from tracebuilder import NEW, TraceBuilder
 
 FIXTURE = Path(__file__).parent / "data" / "cpu_single_tiny.pt.trace.json.gz"
 REAL = gzip.decompress(FIXTURE.read_bytes())

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from analysis.breakdown import analyse
 from analysis.reader import parse_trace
 from profiler.contract import vocab
-from test_analysis_synth import NEW, OLD, TraceBuilder
+from tracebuilder import NEW, OLD, TraceBuilder
 
 t = st.integers(0, 400)
 d = st.integers(0, 120)

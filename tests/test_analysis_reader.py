@@ -11,7 +11,7 @@ import pytest
 from analysis.breakdown import analyse_trace
 from analysis.errors import TraceError
 from analysis.reader import parse_trace, read_trace
-from test_analysis_synth import NEW, OLD, TraceBuilder
+from tracebuilder import NEW, OLD, TraceBuilder
 
 FIXTURE = Path(__file__).parent / "data" / "cpu_single_tiny.pt.trace.json.gz"
 

@@ -11,7 +11,7 @@ import pytest
 from analysis.report import build_report, main
 from analysis.runs import analyse_runs, discover_runs
 from profiler.contract import vocab
-from test_analysis_synth import TraceBuilder
+from tracebuilder import TraceBuilder
 from test_report_support import run_json
 
 STEP = 10_000.0          # µs

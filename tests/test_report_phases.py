@@ -16,7 +16,7 @@ from analysis.report import measure as analysed  # what build_report computes fi
 from analysis.runs import analyse_runs, discover_runs
 from analysis.scaling import allreduce_total_ms, phase_scaling
 from profiler.contract import vocab
-from test_analysis_synth import TraceBuilder
+from tracebuilder import TraceBuilder
 from test_report_support import run, run_json, trace
 
 C, COMM = vocab.COMPUTE, vocab.COMMUNICATION
