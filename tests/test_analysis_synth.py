@@ -1,10 +1,7 @@
 """The trace builder (tests/tracebuilder.py) writes what the real reader reads, in both forms."""
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
-from typing import Any
 
 from analysis.reader import parse_trace, read_trace
 from tracebuilder import NEW, OLD, TraceBuilder
