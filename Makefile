@@ -18,6 +18,7 @@ help:
 	@echo "make collect    unpack HTCondor results/ into $(TRACES)/"
 	@echo "make gpu-check  short real-GPU runs + checks (needs a CUDA GPU)"
 
+# The lock pins everything (analysis, the `train` extra, tests); `pip install .` alone is the torch-free analysis.
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/lock.txt

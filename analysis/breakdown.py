@@ -4,9 +4,11 @@ DESIGN.md "The breakdown": per ProfilerStep#N on the main thread, the window is
 stretched to the end of the GPU work launched inside it (launch -> GPU event by the
 correlation id) and starts no earlier than the previous step's stretched end, so
 steps never share an instant. Inside a window each instant goes to the first
-category that covers it: compute > communication > host_to_device > data_loading >
-host_overhead > unclassified > idle (union-then-subtract sweep), so the parts sum to
-the wall time. GPUs are (process, device index) and never merged.
+category that covers it, in the order of classify.CATEGORY_OF_KIND (compute >
+communication > host_to_device > data_loading > host_overhead > unclassified; idle is
+the rest), by the one sweep intervals.exclusive, so the parts sum to the wall time.
+The per-device views and the timeline's lanes use the same table and the same sweep.
+GPUs are (process, device index) and never merged.
 """
 from __future__ import annotations
 
@@ -19,16 +21,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis import intervals as iv
-from analysis.classify import (ALLREDUCE_NAME, CPU_COMPUTE_LABELS, CPU_COMPUTE_TORCH, GPU_KINDS, HOST_KINDS,
-                               Kind, classify, memcpy_kind, step_number)
+from analysis.classify import (CATEGORY_OF_KIND, DEVICE_CATEGORY_OF_KIND, GPU_KINDS, HOST_KINDS, KERNEL_CATS,
+                               MEMCPY_CATS, Kind, allreduce_mask, category_mask, classify, cpu_compute,
+                               dp_comm_launches, kind_mask, memcpy_kind, name_mask, spans, step_number,
+                               torch_dataloader_mask)
 from analysis.errors import TraceError
 from analysis.records import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
 from analysis.reader import Trace, read_trace
 from analysis.timeline import step_timeline
 from profiler.contract import vocab
 
-_KERNEL_CATS = ("kernel", "Kernel")
-_MEMCPY_CATS = ("gpu_memcpy", "Memcpy")
 PHASE_KEYS: tuple[str, ...] = vocab.ALL_PHASES + (vocab.TORCH_DP_FORWARD, vocab.TORCH_DDP_FORWARD)
 
 
@@ -45,14 +47,17 @@ class Events:
     launch_thread: NDArray[np.int64]    # per event: (pid, tid) key of that call, -1 if none
 
     def spans(self, mask: NDArray[np.bool_]) -> iv.Intervals:
-        return iv.union(iv.make(self.tr.ts[mask], self.tr.end[mask]))
+        return spans(self.tr, mask)
 
     def of(self, *kinds: Kind) -> NDArray[np.bool_]:
-        return np.isin(self.kind, np.array([int(k) for k in kinds], np.int8))
+        return kind_mask(self.kind, *kinds)
 
     def named(self, pattern: re.Pattern[str] | tuple[str, ...]) -> NDArray[np.bool_]:
-        ok = [bool(pattern.search(n)) if isinstance(pattern, re.Pattern) else n in pattern for n in self.tr.names]
-        return np.array(ok, bool)[self.tr.name] if ok else np.zeros(len(self.tr), bool)
+        return name_mask(self.tr, pattern)
+
+    def device_sets(self, on: NDArray[np.bool_]) -> list[tuple[str, iv.Intervals]]:
+        """One GPU's own compute / communication / host<->device sets (events `on` it), in priority order."""
+        return [(r.category, self.spans(on & self.of(*r.kinds))) for r in DEVICE_CATEGORY_OF_KIND]
 
 
 def worker_name(path: Path) -> str:
@@ -67,9 +72,9 @@ def worker_name(path: Path) -> str:
 def resolve(tr: Trace) -> Events:
     """Classify every event, link GPU work to the call that launched it, find the host process."""
     kind = classify(tr)
-    host = np.isin(kind, [int(k) for k in (Kind.STEP, *HOST_KINDS)])
+    host = kind_mask(kind, Kind.STEP, *HOST_KINDS)
     host_pid_idx = int(np.bincount(tr.pid[host]).argmax()) if host.any() else 0
-    gpu = np.isin(kind, [int(k) for k in GPU_KINDS])
+    gpu = kind_mask(kind, *GPU_KINDS)
     pid_as_index = np.array([p if isinstance(p, int) else 0 for p in tr.pids], np.int64)[tr.pid]
     gpu_index = np.where(tr.device >= 0, tr.device, pid_as_index)
     thread = tr.pid.astype(np.int64) * (len(tr.tids) + 1) + tr.tid
@@ -83,21 +88,8 @@ def resolve(tr: Trace) -> Events:
         hit = tr.corr[rt[pos]] == tr.corr[linked]
         launch_ts[linked[hit]] = tr.ts[rt[pos[hit]]]
         launch_thread[linked[hit]] = thread[rt[pos[hit]]]
-    ev = Events(tr, kind, tr.pids[host_pid_idx] if tr.pids else 0, gpu, gpu_index, launch_ts, launch_thread)
-    _reclassify_dp_work(ev, thread)
-    return ev
-
-
-def _reclassify_dp_work(ev: Events, thread: NDArray[np.int64]) -> None:
-    """GPU kernels launched inside DataParallel's broadcast / scatter / gather / reduce-add are communication."""
-    dp = ev.kind == Kind.HOST_DP_COMM
-    cand = np.flatnonzero((ev.kind == Kind.GPU_COMPUTE) & (ev.launch_thread >= 0))
-    if not dp.any() or not len(cand):
-        return
-    for t in np.unique(thread[dp]):
-        spans = ev.spans(dp & (thread == t))
-        on_t = cand[ev.launch_thread[cand] == t]
-        ev.kind[on_t[iv.contains(spans, ev.launch_ts[on_t])]] = Kind.GPU_COMM
+    kind[dp_comm_launches(tr, kind, thread, launch_ts, launch_thread)] = Kind.GPU_COMM
+    return Events(tr, kind, tr.pids[host_pid_idx] if tr.pids else 0, gpu, gpu_index, launch_ts, launch_thread)
 
 
 def _step_windows(ev: Events) -> tuple[list[int], NDArray[np.float64], list[str]]:
@@ -135,33 +127,10 @@ def _step_windows(ev: Events) -> tuple[list[int], NDArray[np.float64], list[str]
 
 
 def category_sets(ev: Events, has_gpu: bool, notes: list[str]) -> list[tuple[str, iv.Intervals]]:
-    """The merged interval set of each category, in priority order."""
-    k = ev.of
-    if has_gpu:
-        compute = ev.spans(k(Kind.GPU_COMPUTE))
-    else:
-        ops = ev.spans(k(Kind.HOST_OP))
-        windows = ev.spans(ev.named(CPU_COMPUTE_LABELS) & k(Kind.HOST_LABEL))
-        if not len(windows):
-            windows = ev.spans(ev.named(CPU_COMPUTE_TORCH) & k(Kind.HOST_LABEL, Kind.HOST_OP))
-            if len(windows):
-                notes.append("CPU trace without ss: labels: compute = CPU ops under torch's "
-                             "autograd/optimizer/module spans")
-        if len(windows):
-            compute = iv.intersect(ops, windows)
-        else:
-            compute = iv.subtract(ops, ev.spans(k(Kind.HOST_DATA)))
-            notes.append("CPU trace without phase labels: compute = every CPU op outside data loading")
-    return [
-        (vocab.COMPUTE, compute),
-        (vocab.COMMUNICATION, ev.spans(k(Kind.GPU_COMM, Kind.HOST_COMM))),
-        (vocab.H2D_COPY, ev.spans(k(Kind.GPU_H2D))),
-        (vocab.DATA_LOADING, ev.spans(k(Kind.HOST_DATA))),
-        # DataParallel's host side (Python replicate, scatter bookkeeping) is host work; the
-        # copies and kernels it launches were reclassified as communication above.
-        (vocab.HOST_OVERHEAD, ev.spans(k(Kind.HOST_OP, Kind.HOST_LABEL, Kind.HOST_RUNTIME, Kind.HOST_DP_COMM))),
-        (vocab.UNCLASSIFIED, ev.spans(k(Kind.UNKNOWN))),
-    ]
+    """The merged interval set of each category, in priority order (classify.CATEGORY_OF_KIND)."""
+    return [(r.category, cpu_compute(ev.tr, ev.kind, notes) if r.category == vocab.COMPUTE and not has_gpu
+             else ev.spans(ev.of(*r.kinds)))
+            for r in CATEGORY_OF_KIND]
 
 
 def sweep(sets: list[tuple[str, iv.Intervals]], start: float, end: float,
@@ -169,11 +138,8 @@ def sweep(sets: list[tuple[str, iv.Intervals]], start: float, end: float,
     """Exclusive time of each category in [start, end) by priority; idle is the rest of `wall`
     (default end - start; the caller passes the wall as its absolute clock rounds it)."""
     parts = {c: 0.0 for c in vocab.CATEGORIES}
-    covered = iv.EMPTY
-    for cat, s in sets:
-        here = iv.clip(s, start, end)
-        parts[cat] = iv.total(iv.subtract(here, covered))
-        covered = iv.union(covered, here)
+    for cat, mine in iv.exclusive(sets, np.array([[start, end]], np.float64)):
+        parts[cat] = iv.total(mine)
     parts[vocab.IDLE] = max(0.0, float(end - start if wall is None else wall) - sum(parts.values()))
     return parts
 
@@ -184,24 +150,19 @@ def _device_views(ev: Events, windows: NDArray[np.float64], sets: list[tuple[str
     wall = float(np.sum(windows[:, 1] - windows[:, 0]))
     W = iv.union(windows)
     if not has_gpu:
-        act = dict(sets)
-        comp = iv.intersect(act[vocab.COMPUTE], W)
-        comm = iv.subtract(iv.intersect(act[vocab.COMMUNICATION], W), comp)
-        busy = iv.total(comp) + iv.total(comm)
-        return [DeviceView("cpu", ev.host_pid, -1, wall, iv.total(comp), iv.total(comm), 0.0, wall - busy, 0)]
+        busy = [(c, x) for c, x in sets if c in (vocab.COMPUTE, vocab.COMMUNICATION)]   # the CPU's own work
+        mine = dict(iv.exclusive(busy, W))
+        comp, comm = iv.total(mine[vocab.COMPUTE]), iv.total(mine[vocab.COMMUNICATION])
+        return [DeviceView("cpu", ev.host_pid, -1, wall, comp, comm, 0.0, wall - (comp + comm), 0)]
     views = []
-    kernels = np.isin(np.array(tr.cats, object)[tr.cat], _KERNEL_CATS) if tr.cats else np.zeros(len(tr), bool)
+    kernels = category_mask(tr, KERNEL_CATS)
     for d in np.unique(ev.gpu_index[ev.gpu]):
         on = ev.gpu & (ev.gpu_index == d)
-        comp = iv.intersect(ev.spans(on & (ev.kind == Kind.GPU_COMPUTE)), W)
-        comm_all = iv.intersect(ev.spans(on & (ev.kind == Kind.GPU_COMM)), W)
-        h2d_all = iv.intersect(ev.spans(on & (ev.kind == Kind.GPU_H2D)), W)
-        comm = iv.subtract(comm_all, comp)
-        h2d = iv.subtract(h2d_all, iv.union(comp, comm_all))
-        busy = iv.total(iv.union(comp, comm_all, h2d_all))
+        mine = {c: iv.total(x) for c, x in iv.exclusive(ev.device_sets(on), W)}
+        comp, comm, h2d = mine[vocab.COMPUTE], mine[vocab.COMMUNICATION], mine[vocab.H2D_COPY]
         n_kernels = int(np.count_nonzero(iv.contains(W, tr.ts[on & kernels])))
-        views.append(DeviceView(f"pid {ev.host_pid} gpu {int(d)}", ev.host_pid, int(d), wall, iv.total(comp),
-                                iv.total(comm), iv.total(h2d), max(0.0, wall - busy), n_kernels))
+        views.append(DeviceView(f"pid {ev.host_pid} gpu {int(d)}", ev.host_pid, int(d), wall, comp, comm, h2d,
+                                max(0.0, wall - (comp + comm + h2d)), n_kernels))
     return views
 
 
@@ -212,8 +173,7 @@ def _phase_totals(ev: Events, W: iv.Intervals) -> dict[str, float]:
     host = ev.kind != Kind.IGNORE
     for name, i in present.items():
         totals[name] = iv.total(iv.intersect(ev.spans(host & (ev.tr.name == i)), W))
-    dl = ev.kind == Kind.HOST_DATA
-    dl &= np.array([n.startswith(vocab.TORCH_DATALOADER) for n in ev.tr.names], bool)[ev.tr.name]
+    dl = torch_dataloader_mask(ev.tr, ev.kind)
     if dl.any():
         totals[vocab.TORCH_DATALOADER] = iv.total(iv.intersect(ev.spans(dl), W))
     return totals
@@ -221,8 +181,7 @@ def _phase_totals(ev: Events, W: iv.Intervals) -> dict[str, float]:
 
 def _memcpy_stats(ev: Events, W: iv.Intervals) -> list[MemcpyStats]:
     tr = ev.tr
-    is_copy = np.isin(np.array(tr.cats, object)[tr.cat], _MEMCPY_CATS) if tr.cats else np.zeros(len(tr), bool)
-    idx = np.flatnonzero(is_copy)
+    idx = np.flatnonzero(category_mask(tr, MEMCPY_CATS))
     idx = idx[iv.contains(W, tr.ts[idx])]
     by_kind: dict[str, list[int]] = {}
     for i in idx.tolist():
@@ -233,12 +192,10 @@ def _memcpy_stats(ev: Events, W: iv.Intervals) -> list[MemcpyStats]:
 
 def _comm_overlap(ev: Events, W: iv.Intervals, compute: iv.Intervals, has_gpu: bool) -> float | None:
     """Share of all-reduce time that runs under compute (GPU kernels, or backward ops on CPU)."""
-    ar_name = ev.named(ALLREDUCE_NAME)
+    ar = ev.spans(allreduce_mask(ev.tr, ev.kind, on_gpu=has_gpu))
     if has_gpu:
-        ar = ev.spans(ar_name & (ev.kind == Kind.GPU_COMM))
         under = compute
     else:
-        ar = ev.spans(ar_name & (ev.kind == Kind.HOST_COMM))
         bwd = ev.spans(ev.named((vocab.BACKWARD,)))
         under = iv.intersect(compute, bwd) if len(bwd) else compute
     ar = iv.intersect(ar, W)

@@ -1,9 +1,13 @@
-"""The one table that says what each trace event is.
+"""The one table that says what each trace event is, and which breakdown category each kind feeds.
 
-Every rule is (event categories, name pattern) -> kind; the first match wins. The
-breakdown maps kinds to vocab.CATEGORIES; an event no rule knows is UNKNOWN and ends
-up in the visible "unclassified" bucket, never dropped. Both trace forms are listed:
-torch 2.x categories (`cpu_op`, `kernel`, ...) and the older ones (`Operator`, `Kernel`, ...).
+Every rule is (event categories, name pattern) -> kind; the first match wins (RULES).
+CATEGORY_OF_KIND then maps kinds to vocab.CATEGORIES in priority order; the breakdown's
+totals, the per-device views, the timeline's lanes and scripts/check_runs.py all read
+these two tables, so no two of them can disagree. The rules that need more than one
+event (DataParallel copies by the span that launched them, CPU compute under the phase
+labels) are here too. An event no rule knows is UNKNOWN and ends up in the visible
+"unclassified" bucket, never dropped. Both trace forms are listed: torch 2.x categories
+(`cpu_op`, `kernel`, ...) and the older ones (`Operator`, `Kernel`, ...).
 """
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ from enum import IntEnum
 import numpy as np
 from numpy.typing import NDArray
 
-from profiler.contract import vocab
-
+from analysis import intervals as iv
 from analysis.reader import Trace
+from profiler.contract import vocab
 
 
 class Kind(IntEnum):
@@ -41,8 +45,8 @@ _HOST_CATS = frozenset({"cpu_op", "user_annotation", "Operator", "python_functio
 _OP_CATS = frozenset({"cpu_op", "Operator"})
 _ANNOTATION_CATS = frozenset({"user_annotation"})
 _RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver", "Runtime", "privateuse1_runtime", "privateuse1_driver"})
-_KERNEL_CATS = frozenset({"kernel", "Kernel"})
-_MEMCPY_CATS = frozenset({"gpu_memcpy", "Memcpy"})
+KERNEL_CATS = frozenset({"kernel", "Kernel"})
+MEMCPY_CATS = frozenset({"gpu_memcpy", "Memcpy"})
 _MEMSET_CATS = frozenset({"gpu_memset", "Memset"})
 _OVERLAY_CATS = frozenset({"Trace", "gpu_user_annotation", "python_function", "cuda_sync", "fwdbwd", "ac2g", "async"})
 
@@ -54,6 +58,7 @@ DP_COMM_NAME = re.compile(
     r"|^" + "|^".join(re.escape(p) + "$" for p in (vocab.SCATTER, vocab.REPLICATE, vocab.GATHER)))
 NCCL_KERNEL = re.compile(r"^(?:nccl|rccl)|nccl\w*Kernel|ncclDevKernel")
 HOST_COLLECTIVE = re.compile(r"^(?:gloo:|nccl:|c10d::|record_param_comms$)")
+TORCH_DATALOADER_SPAN = re.compile(r"^" + re.escape(vocab.TORCH_DATALOADER))   # torch's own iterator span
 DATA_LOADING = re.compile(
     r"^(?:" + re.escape(vocab.TORCH_DATALOADER) + r"|enumerate\(DataPipe\)#|" + re.escape(vocab.DATA_WAIT) + r"$)")
 PROFILER_STEP = re.compile(r"^" + re.escape(vocab.TORCH_PROFILER_STEP) + r"(-?\d+)$")
@@ -79,10 +84,10 @@ RULES: tuple[Rule, ...] = (
     Rule(_ANNOTATION_CATS, None, Kind.HOST_LABEL, "record_function label"),
     Rule(_OP_CATS, None, Kind.HOST_OP, "host operator"),
     Rule(_RUNTIME_CATS, None, Kind.HOST_RUNTIME, "CUDA runtime / driver call"),
-    Rule(_KERNEL_CATS, NCCL_KERNEL, Kind.GPU_COMM, "NCCL kernel"),
-    Rule(_KERNEL_CATS, None, Kind.GPU_COMPUTE, "compute kernel"),
-    Rule(_MEMCPY_CATS, re.compile(r"PtoP|DtoD"), Kind.GPU_COMM, "peer / device-to-device copy"),
-    Rule(_MEMCPY_CATS, re.compile(r"HtoD|DtoH|HtoH"), Kind.GPU_H2D, "host <-> device copy"),
+    Rule(KERNEL_CATS, NCCL_KERNEL, Kind.GPU_COMM, "NCCL kernel"),
+    Rule(KERNEL_CATS, None, Kind.GPU_COMPUTE, "compute kernel"),
+    Rule(MEMCPY_CATS, re.compile(r"PtoP|DtoD"), Kind.GPU_COMM, "peer / device-to-device copy"),
+    Rule(MEMCPY_CATS, re.compile(r"HtoD|DtoH|HtoH"), Kind.GPU_H2D, "host <-> device copy"),
     Rule(_MEMSET_CATS, None, Kind.GPU_COMPUTE, "memset on the device"),
 )
 
@@ -124,3 +129,102 @@ CPU_COMPUTE_TORCH = re.compile(
     r"^(?:autograd::engine::evaluate_function: |Optimizer\.(?:step|zero_grad)#|nn\.Module: |"
     + re.escape(vocab.TORCH_DP_FORWARD) + "|" + re.escape(vocab.TORCH_DDP_FORWARD) + ")")
 ALLREDUCE_NAME = re.compile(r"all_?reduce|AllReduce", re.IGNORECASE)
+
+
+# --- kinds -> breakdown categories ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CategoryRule:
+    category: str              # one of vocab.CATEGORIES (idle is what no rule covers)
+    kinds: tuple[Kind, ...]
+    why: str
+
+
+CATEGORY_OF_KIND: tuple[CategoryRule, ...] = (
+    CategoryRule(vocab.COMPUTE, (Kind.GPU_COMPUTE,),
+                 "a compute kernel or memset on any GPU (CPU-only trace: cpu_compute below)"),
+    CategoryRule(vocab.COMMUNICATION, (Kind.GPU_COMM, Kind.HOST_COMM),
+                 "NCCL kernels, peer / device-to-device copies, DataParallel's copies, host collectives"),
+    CategoryRule(vocab.H2D_COPY, (Kind.GPU_H2D,), "copies between host and device"),
+    CategoryRule(vocab.DATA_LOADING, (Kind.HOST_DATA,), "the host waiting on the DataLoader"),
+    # DataParallel's host side (Python replicate, scatter bookkeeping) is host work; the copies
+    # and kernels it launches are communication (dp_comm_launches).
+    CategoryRule(vocab.HOST_OVERHEAD, (Kind.HOST_OP, Kind.HOST_LABEL, Kind.HOST_RUNTIME, Kind.HOST_DP_COMM),
+                 "the host busy: operators, labels, runtime calls, DataParallel bookkeeping"),
+    CategoryRule(vocab.UNCLASSIFIED, (Kind.UNKNOWN,), "events no rule knows: shown, never dropped"),
+)
+"""Priority order: where activities overlap, an instant goes to the first rule covering it."""
+
+DEVICE_CATEGORY_OF_KIND: tuple[CategoryRule, ...] = tuple(
+    CategoryRule(r.category, tuple(k for k in r.kinds if k in GPU_KINDS), r.why)
+    for r in CATEGORY_OF_KIND if any(k in GPU_KINDS for k in r.kinds))
+"""The same table restricted to one GPU's own events: its compute / communication / host<->device lanes."""
+
+
+# --- rules over names and categories (masks over a Trace's events) ----------------------------
+
+def name_mask(trace: Trace, pattern: re.Pattern[str] | tuple[str, ...]) -> NDArray[np.bool_]:
+    """Per event: its name matches `pattern` (search) or is one of the names in the tuple."""
+    ok = [bool(pattern.search(n)) if isinstance(pattern, re.Pattern) else n in pattern for n in trace.names]
+    return np.array(ok, bool)[trace.name] if ok else np.zeros(len(trace), bool)
+
+
+def category_mask(trace: Trace, cats: frozenset[str]) -> NDArray[np.bool_]:
+    """Per event: its trace category is one of `cats` (e.g. KERNEL_CATS, MEMCPY_CATS)."""
+    ok = [c in cats for c in trace.cats]
+    return np.array(ok, bool)[trace.cat] if ok else np.zeros(len(trace), bool)
+
+
+def kind_mask(kind: NDArray[np.int8], *kinds: Kind) -> NDArray[np.bool_]:
+    return np.isin(kind, np.array([int(k) for k in kinds], np.int8))
+
+
+def allreduce_mask(trace: Trace, kind: NDArray[np.int8], on_gpu: bool) -> NDArray[np.bool_]:
+    """The all-reduce events: NCCL kernels on a GPU trace, host collectives (gloo) on a CPU one."""
+    return name_mask(trace, ALLREDUCE_NAME) & (kind == (Kind.GPU_COMM if on_gpu else Kind.HOST_COMM))
+
+
+def torch_dataloader_mask(trace: Trace, kind: NDArray[np.int8]) -> NDArray[np.bool_]:
+    """torch's own `enumerate(DataLoader)#...` spans (an inclusive phase beside our data-wait label)."""
+    return (kind == Kind.HOST_DATA) & name_mask(trace, TORCH_DATALOADER_SPAN)
+
+
+def spans(trace: Trace, mask: NDArray[np.bool_]) -> iv.Intervals:
+    """The merged time covered by the masked events."""
+    return iv.union(iv.make(trace.ts[mask], trace.end[mask]))
+
+
+def dp_comm_launches(trace: Trace, kind: NDArray[np.int8], thread: NDArray[np.int64],
+                     launch_ts: NDArray[np.float64], launch_thread: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """GPU_COMPUTE events launched inside a DataParallel broadcast / scatter / gather / reduce-add
+    span on the same host thread: DataParallel's copies, so communication, not compute.
+
+    `thread` is each event's (pid, tid) key; `launch_ts` / `launch_thread` are, per GPU event,
+    the time and thread of the runtime call that launched it (nan / -1 when unlinked).
+    """
+    out = np.zeros(len(trace), bool)
+    dp = kind == Kind.HOST_DP_COMM
+    cand = np.flatnonzero((kind == Kind.GPU_COMPUTE) & (launch_thread >= 0))
+    if not dp.any() or not len(cand):
+        return out
+    for t in np.unique(thread[dp]):
+        on_t = cand[launch_thread[cand] == t]
+        out[on_t[iv.contains(spans(trace, dp & (thread == t)), launch_ts[on_t])]] = True
+    return out
+
+
+def cpu_compute(trace: Trace, kind: NDArray[np.int8], notes: list[str]) -> iv.Intervals:
+    """Compute on a CPU-only trace: CPU ops under our forward/loss/backward/optimizer labels; without
+    them, under torch's autograd/optimizer/module spans; without those, every op outside data loading.
+    Which rule applied is appended to `notes` when it is not the first."""
+    ops = spans(trace, kind == Kind.HOST_OP)
+    windows = spans(trace, name_mask(trace, CPU_COMPUTE_LABELS) & (kind == Kind.HOST_LABEL))
+    if not len(windows):
+        windows = spans(trace, name_mask(trace, CPU_COMPUTE_TORCH) & kind_mask(kind, Kind.HOST_LABEL, Kind.HOST_OP))
+        if len(windows):
+            notes.append("CPU trace without ss: labels: compute = CPU ops under torch's "
+                         "autograd/optimizer/module spans")
+    if len(windows):
+        return iv.intersect(ops, windows)
+    notes.append("CPU trace without phase labels: compute = every CPU op outside data loading")
+    return iv.subtract(ops, spans(trace, kind == Kind.HOST_DATA))

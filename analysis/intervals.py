@@ -2,16 +2,21 @@
 
 An interval set is a float64 array of shape (n, 2): [start, end) rows. The functions
 accept any rows (unsorted, overlapping, empty) and return *merged* sets: sorted,
-disjoint, non-touching, non-empty rows. The breakdown's priority sweep is
-union-then-subtract on these, so every instant lands in exactly one category.
+disjoint, non-touching, non-empty rows. The priority sweep (`exclusive`) is
+union-then-subtract on these, so every instant lands in exactly one category; the
+breakdown's totals, the per-device views and the timeline's lanes all come from it.
 Pure numpy, O(n log n), no Python loop over intervals.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 Intervals = NDArray[np.float64]
+L = TypeVar("L")
 
 EMPTY: Intervals = np.empty((0, 2), dtype=np.float64)
 
@@ -102,4 +107,18 @@ def contains(a: Intervals, points: NDArray) -> NDArray[np.bool_]:
     ok = i >= 0
     out = np.zeros(p.shape, dtype=bool)
     out[ok] = p[ok] < a[i[ok], 1]
+    return out
+
+
+def exclusive(sets: Sequence[tuple[L, Intervals]], window: Intervals) -> list[tuple[L, Intervals]]:
+    """The priority sweep, written once: each labelled *merged* set inside `window`, minus every
+    set before it, so no instant belongs to two labels. What no set covers (idle) is the rest of
+    the window. `window` is any interval set; one row (a step) is clipped without a re-sort."""
+    w = union(window)
+    out: list[tuple[L, Intervals]] = []
+    covered = EMPTY
+    for label, s in sets:
+        here = clip(s, w[0, 0], w[0, 1]) if len(w) == 1 else intersect(s, w)
+        out.append((label, subtract(here, covered)))
+        covered = union(covered, here)
     return out

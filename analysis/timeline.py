@@ -1,6 +1,7 @@
 """The one-step phase timeline the report plots: lanes per GPU, the exclusive breakdown, host phases.
 
-Built from the breakdown's own classification, so the picture matches the numbers.
+Built from the breakdown's own classification, category table and priority sweep
+(Events.device_sets from classify.DEVICE_CATEGORY_OF_KIND, intervals.exclusive), so the picture matches the numbers.
 """
 from __future__ import annotations
 
@@ -46,20 +47,14 @@ def step_timeline(ev: Events, sets: list[tuple[str, iv.Intervals]], ta: TraceAna
             rows = rows[(rows[:, 1] - rows[:, 0]) >= min_len]
         spans.extend(TimelineSpan(lane, float(a - s), float(b - s), label) for a, b in rows.tolist())
 
+    window = np.array([[s, e]], np.float64)
     if ta.has_gpu:
-        kinds = ((vocab.COMPUTE, Kind.GPU_COMPUTE), (vocab.COMMUNICATION, Kind.GPU_COMM), (vocab.H2D_COPY, Kind.GPU_H2D))
         for d in np.unique(ev.gpu_index[ev.gpu]).tolist():
             on = ev.gpu & (ev.gpu_index == d)
-            covered = iv.EMPTY
-            for label, kind in kinds:
-                mine = iv.subtract(ev.spans(on & (ev.kind == kind)), covered)
+            for label, mine in iv.exclusive(ev.device_sets(on), window):
                 add(f"gpu {d}", label, mine)
-                covered = iv.union(covered, mine)
-    covered = iv.EMPTY
-    for cat, ivs in sets:
-        here = iv.subtract(iv.clip(ivs, s, e), covered)
-        add("step (exclusive)", cat, here)
-        covered = iv.union(covered, here)
+    for cat, mine in iv.exclusive(sets, window):
+        add("step (exclusive)", cat, mine)
     names = tr.names
     for lane, labels in (("host: step phases", vocab.TRAIN_STEP_PHASES), ("host: DataParallel", vocab.DP_PHASES)):
         for label in labels:

@@ -3,24 +3,33 @@
 For every run folder: ProfilerStep windows, the train phase labels, DP phase labels for
 dp/dp-layerwise, a collective for ddp (nccl on GPUs, gloo on CPU), CUDA kernels and Memcpy
 events for CUDA runs, NVML rows (CUDA) or host rows (CPU) in samples.csv, run.json complete.
-Prints one table row per run and exits 1 if any check failed. Torch-free (reads files only).
+Prints one table row per run and exits 1 if any check failed (2: no run folder given).
+
+Traces are read by analysis.reader and every event is judged by analysis.classify, the
+table the breakdown uses, so this check can never disagree with the report about what a
+kernel, a copy, a collective or a step is. run.json and samples.csv are read by the
+contract's own readers. Torch-free (reads files only).
 
     python scripts/check_runs.py traces/gpu_check/*/
 """
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.runs import iter_samples, load_run_json  # noqa: E402
+from analysis.classify import (HOST_KINDS, KERNEL_CATS, MEMCPY_CATS, Kind, category_mask,  # noqa: E402
+                               classify, kind_mask, memcpy_kind)
+from analysis.errors import TraceError  # noqa: E402
+from analysis.reader import Trace, read_trace  # noqa: E402
 from profiler.contract import vocab  # noqa: E402
+from profiler.contract.runjson import load_run_json  # noqa: E402
+from profiler.contract.samples import SamplesError, read_samples  # noqa: E402
 
 
 @dataclass
@@ -42,54 +51,51 @@ class RunCheck:
     failures: list[str] = field(default_factory=list)
 
 
-def _load(path: Path) -> dict[str, Any]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:   # type: ignore[operator]
-        return json.load(f)
+def count_trace(rc: RunCheck, tr: Trace, gpus: set[tuple[object, int]]) -> None:
+    """Add one trace's steps, labels, kernels, copies and collectives to `rc`, by the classify table."""
+    kind = classify(tr)
+    names = np.array(tr.names, object)[tr.name] if tr.names else np.array([], object)
+    rc.steps += int(np.count_nonzero(kind == Kind.STEP))
+    host = kind_mask(kind, *HOST_KINDS)
+    rc.labels.update(n for n in set(names[host].tolist()) if vocab.is_phase_label(n))
+    kernels = category_mask(tr, KERNEL_CATS)          # what the breakdown's DeviceView.kernel_count counts
+    rc.kernels += int(np.count_nonzero(kernels))
+    pid = np.array(tr.pids, object)[tr.pid] if tr.pids else np.array([], object)
+    device = np.where(tr.device >= 0, tr.device, -1)
+    gpus.update(zip(pid[kernels].tolist(), device[kernels].tolist()))
+    nccl = int(np.count_nonzero(kernels & (kind == Kind.GPU_COMM)))   # the table's "NCCL kernel" rule
+    if nccl:
+        rc.collectives["nccl kernel"] += nccl
+    rc.memcpy.update(memcpy_kind(n) for n in names[category_mask(tr, MEMCPY_CATS)].tolist())
+    rc.collectives.update(n.split(":")[0] for n in names[kind == Kind.HOST_COMM].tolist())   # gloo, nccl, c10d
 
 
 def scan(run_dir: Path) -> RunCheck:
     rc = RunCheck(run_dir.name)
-    info, err = load_run_json(run_dir)
+    info, _notes, err = load_run_json(run_dir)
     if err:
         rc.failures.append(err)
-    cfg = info.get("config") or {}
-    try:
-        rc.strategy, rc.device_type = cfg.get("strategy", "?"), cfg.get("device_type", "?")
-        rc.devices, rc.status = int(cfg.get("devices") or 0), info.get("status") or "?"
-    except (TypeError, ValueError) as exc:
-        rc.failures.append(f"run.json config unreadable: {exc}")
-    gpus: set[tuple[Any, Any]] = set()
+    elif info is None:
+        rc.failures.append(f"{run_dir / vocab.RUN_JSON}: no run.json")
+    if info is not None:
+        cfg = info.config
+        rc.strategy, rc.device_type = cfg.strategy or "?", cfg.device_type or "?"
+        rc.devices, rc.status = cfg.devices or 0, info.status or "?"
+    gpus: set[tuple[object, int]] = set()
     for path in sorted(p for s in vocab.TRACE_SUFFIXES for p in run_dir.glob(f"*{s}")):
         rc.traces += 1
         try:
-            events = _load(path).get("traceEvents", [])
-        except (OSError, ValueError, EOFError) as exc:
-            rc.failures.append(f"{path.name} unreadable: {exc}")
-            continue
-        for e in events:
-            name, cat = str(e.get("name", "")), str(e.get("cat", "")).lower()
-            if name.startswith(vocab.TORCH_PROFILER_STEP) and cat != "gpu_user_annotation":
-                rc.steps += 1
-            if vocab.is_phase_label(name):
-                rc.labels.add(name)
-            if cat == "kernel":
-                rc.kernels += 1
-                gpus.add((e.get("pid"), (e.get("args") or {}).get("device", e.get("pid"))))
-                if name.lower().startswith("ncclkernel") or name.lower().startswith("ncclDevKernel".lower()):
-                    rc.collectives["nccl kernel"] += 1
-            if cat == "gpu_memcpy" or name.startswith("Memcpy"):
-                rc.memcpy[name.split(" (")[0]] += 1
-            if name.startswith(("nccl:", "gloo:")) and cat != "kernel":
-                rc.collectives[name.split(":")[0]] += 1
+            count_trace(rc, read_trace(path), gpus)
+        except TraceError as exc:
+            rc.failures.append(f"{path.name} unreadable: {exc.problem}")
     rc.gpus_with_kernels = len(gpus)
     try:
-        for row in iter_samples(run_dir / vocab.SAMPLES_CSV):
+        for row in read_samples(run_dir / vocab.SAMPLES_CSV):
             if row.source == vocab.SOURCE_NVML:
                 rc.nvml_rows += 1
             elif row.source == vocab.SOURCE_HOST:
                 rc.host_rows += 1
-    except (OSError, ValueError) as exc:
+    except SamplesError as exc:
         rc.failures.append(f"samples.csv unreadable: {exc}")
     judge(rc)
     return rc
@@ -109,11 +115,11 @@ def judge(rc: RunCheck) -> None:
     if rc.steps == 0:
         need("no ProfilerStep events")
     missing = [lbl for lbl in vocab.TRAIN_STEP_PHASES if lbl not in rc.labels]
-    if rc.strategy in ("dp", "dp-layerwise"):
+    if rc.strategy in vocab.DP_STRATEGIES:
         missing += [lbl for lbl in vocab.DP_PHASES if lbl not in rc.labels]
     if missing:
         need("missing labels " + ",".join(missing))
-    if rc.strategy == "ddp" and rc.devices > 1:
+    if rc.strategy == vocab.DDP and rc.devices > 1:
         want = "nccl" if rc.device_type == "cuda" else "gloo"
         if not any(k.startswith(want) for k in rc.collectives):
             need(f"no {want} collective")

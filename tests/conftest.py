@@ -18,6 +18,9 @@ from types import ModuleType
 
 import pytest
 
+from analysis.records import TraceAnalysis
+from profiler.contract import vocab
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARGS: tuple[str, ...] = (
     "--device", "cpu", "--width", "0.0625", "--batch-size", "8", "--train-size", "256",
@@ -45,6 +48,15 @@ def trace_files(root: Path) -> list[Path]:
 def run_dirs(root: Path) -> list[Path]:
     """The run folders under root that hold traces."""
     return sorted({p.parent for p in trace_files(root)})
+
+
+def hta_kept_compute(a: TraceAnalysis) -> float:
+    """Our compute over the steps HTA keeps: all but the last ProfilerStep (HTA drops GPU work
+    launched from the last step on); the whole trace when there is none. One GPU per process,
+    so step compute is that GPU's (HTA merges a process's GPUs into one timeline)."""
+    steps = a.steps if len(a.steps) < 2 else a.steps[:-1]
+    assert len(a.devices) == 1, f"{a.path.name}: one GPU per process, so step compute is that GPU's"
+    return sum(s.parts_us[vocab.COMPUTE] for s in steps)
 
 
 def load_submitcheck() -> ModuleType:

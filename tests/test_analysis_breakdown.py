@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import trace_files
@@ -162,7 +163,6 @@ def test_unknown_events_are_counted_and_shown_never_dropped() -> None:
 
 def test_parts_sum_to_wall_and_priority_order() -> None:
     sets = [(C, [[0, 10]]), (M, [[5, 20]]), (H, [[0, 30]]), (D, [[25, 40]]), (O, [[0, 50]]), (U, [[45, 60]])]
-    import numpy as np
     p = sweep([(c, np.array(s, float)) for c, s in sets], 0, 70)
     assert p == parts(C=10, M=10, H=10, D=10, O=10, U=10, I=10)
 
@@ -194,8 +194,7 @@ def test_real_cpu_trace_fixture() -> None:
 def test_real_runner_traces(tiny_runs: Path) -> None:
     """Traces written by `python -m models.train` (the session's tiny_runs fixture)."""
     files = trace_files(tiny_runs)
-    if not files:
-        pytest.skip(f"tiny_runs produced no trace files ({tiny_runs!r})")
+    assert len(files) == 3, files                            # single: 1 trace; ddp: one per rank
     for f in files:
         a = analyse_trace(f)
         assert a.steps and all(s.step >= 0 for s in a.steps), f
@@ -203,8 +202,8 @@ def test_real_runner_traces(tiny_runs: Path) -> None:
             assert sum(s.parts_us.values()) == pytest.approx(s.wall_us), f
         assert vocab.FORWARD in a.phase_totals_us and vocab.BACKWARD in a.phase_totals_us, f
         assert a.unclassified == {}, f"{f}: {a.unclassified}"
-        if "ddp" in f.parent.name and not a.has_gpu:       # gloo on CPU: the all-reduce is there
-            assert sum(s.parts_us[M] for s in a.steps) > 0 or a.comm_overlap is not None, f
+        if "ddp" in f.parent.name:                          # gloo on CPU: the all-reduce is there
+            assert a.comm_overlap is not None, f
 
 
 @pytest.mark.parametrize("rank", [0, 1])

@@ -1,9 +1,12 @@
 """The classification table: one rule set, both trace forms, unknowns visible."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from analysis.classify import Kind, classify, classify_one, memcpy_kind, step_number
+from analysis.breakdown import resolve
+from analysis.classify import (CATEGORY_OF_KIND, DEVICE_CATEGORY_OF_KIND, KERNEL_CATS, Kind, category_mask, classify,
+                               classify_one, memcpy_kind, step_number)
 from analysis.reader import parse_trace
 from profiler.contract import vocab
 from tracebuilder import NEW, TraceBuilder
@@ -73,3 +76,25 @@ def test_helpers() -> None:
     assert memcpy_kind("Memcpy PtoP (Device -> Device)") == "PtoP"
     assert memcpy_kind("odd") == "other"
     assert step_number("ProfilerStep#42") == 42 and step_number("aten::mm") is None
+
+
+def test_every_kind_of_work_feeds_exactly_one_breakdown_category() -> None:
+    """Overlays and the step window feed none; everything else (unknown included) exactly one, in vocab order."""
+    fed = [k for r in CATEGORY_OF_KIND for k in r.kinds]
+    assert sorted(fed) == sorted(set(Kind) - {Kind.IGNORE, Kind.STEP})
+    assert [r.category for r in CATEGORY_OF_KIND] == [c for c in vocab.CATEGORIES if c != vocab.IDLE]
+    assert [(r.category, r.kinds) for r in DEVICE_CATEGORY_OF_KIND] == [
+        (vocab.COMPUTE, (Kind.GPU_COMPUTE,)), (vocab.COMMUNICATION, (Kind.GPU_COMM,)), (vocab.H2D_COPY, (Kind.GPU_H2D,))]
+
+
+def test_dataparallel_copies_are_communication_only_when_launched_inside_its_span_on_that_thread() -> None:
+    b = TraceBuilder(NEW)
+    b.step(1, 0, 100)
+    b.label(vocab.REPLICATE, 0, 20)
+    b.kernel("copy_kernel", 5, 5, launch=2)                # inside replicate, same thread: communication
+    b.kernel("copy_kernel", 15, 5, launch=3, tid=99)       # same instant, another thread: compute
+    b.kernel("gemm", 30, 5, launch=25)                     # after the span: compute
+    t = parse_trace(b.bytes())
+    ev = resolve(t)
+    kernels = np.flatnonzero(category_mask(t, KERNEL_CATS))
+    assert [Kind(k) for k in ev.kind[kernels]] == [Kind.GPU_COMM, Kind.GPU_COMPUTE, Kind.GPU_COMPUTE]

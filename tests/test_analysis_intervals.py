@@ -43,3 +43,24 @@ def test_against_brute_force(a: list, b: list, s: int, e: int) -> None:
     u = iv.union(A)
     assert iv.total(u) == len(ga)
     assert np.all(u[1:, 0] > u[:-1, 1]) and np.all(u[:, 1] > u[:, 0])   # merged: sorted, disjoint, non-empty
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(spans, min_size=1, max_size=4), spans)
+def test_exclusive_gives_each_instant_to_the_first_set_covering_it(sets: list, window: list) -> None:
+    """The one priority sweep: per label, the instants of its set in the window that no earlier set covers."""
+    merged = [(i, iv.union(np.array(s, float).reshape(-1, 2))) for i, s in enumerate(sets)]
+    W = np.array(window, float).reshape(-1, 2)
+    got = iv.exclusive(merged, W)
+    assert [label for label, _ in got] == list(range(len(sets)))
+    gw, taken = grid(W), set()
+    for (i, mine), s in zip(got, sets):
+        assert grid(mine) == (grid(np.array(s, float).reshape(-1, 2)) & gw) - taken, i
+        taken |= grid(mine)
+
+
+def test_exclusive_one_step_window_is_clipped() -> None:
+    a, b = np.array([[0, 10]], float), np.array([[5, 30]], float)
+    got = iv.exclusive([("a", a), ("b", b)], np.array([[2, 20]], float))
+    assert [(label, x.tolist()) for label, x in got] == [("a", [[2, 10]]), ("b", [[10, 20]])]
+    assert [x.tolist() for _, x in iv.exclusive([("a", a)], np.array([[5, 5]], float))] == [[]]

@@ -17,6 +17,7 @@ from analysis import intervals as iv
 from analysis.breakdown import resolve, analyse_trace
 from analysis.classify import Kind
 from analysis.reader import read_trace
+from conftest import hta_kept_compute
 from profiler.contract import vocab
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
@@ -69,14 +70,6 @@ def _hta_table(name: str) -> dict[int, dict[str, float]]:
     return out
 
 
-def _hta_kept_compute(a, trace_path: Path) -> float:
-    """Our compute over the steps HTA keeps: all but the last ProfilerStep (HTA drops
-    GPU work launched from the last step on); the whole trace when there is none."""
-    steps = a.steps if len(a.steps) < 2 else a.steps[:-1]
-    assert len(a.devices) == 1, f"{trace_path.name}: one GPU per process, so step compute is that GPU's"
-    return sum(s.parts_us[vocab.COMPUTE] for s in steps)
-
-
 @pytest.mark.parametrize("folder,table,rank_of", [
     ("trace_filter/sampled_rank-0.json.gz", "trace_filter_2rank", 0),
     ("trace_filter/sampled_rank-1.json.gz", "trace_filter_2rank", 1),
@@ -86,7 +79,7 @@ def test_hta_compute_time_within_2_percent(folder: str, table: str, rank_of: int
     path = ANCHORS / "hta" / folder
     a = analyse_trace(path)
     hta = _hta_table(table)[rank_of]["compute_time(us)"]
-    ours = _hta_kept_compute(a, path)
+    ours = hta_kept_compute(a)
     assert ours == pytest.approx(hta, rel=0.02)
     # the device view covers every step: the same GPU's compute
     assert a.devices[0].compute_us == pytest.approx(sum(s.parts_us[vocab.COMPUTE] for s in a.steps))
@@ -100,7 +93,7 @@ def test_hta_nccl_trace_compute_and_communication() -> None:
     path = ANCHORS / "hta" / "nccl_parser_config" / "nccl_data.json.gz"
     a = analyse_trace(path)
     hta = _hta_table("nccl_parser_config")[0]["compute_time(us)"]
-    ours = _hta_kept_compute(a, path)
+    ours = hta_kept_compute(a)
     tr = read_trace(path)
     ev = resolve(tr)
     last_step_start = a.steps[-1].start_us - tr.t0_us

@@ -1,0 +1,45 @@
+"""Every analysis module and the traces/ contract import where torch cannot (DESIGN.md: analysis never imports torch)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, cli_env
+
+# Run in a fresh interpreter: a meta-path finder refuses torch / torchvision before anything is imported.
+_CHILD = r"""
+import importlib, importlib.abc, json, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is blocked: this module must import without torch")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+failed = {}
+for module in sys.argv[1:]:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        failed[module] = f"{type(exc).__name__}: {exc}"
+print(json.dumps({"failed": failed, "torch_loaded": sorted(m for m in sys.modules if m.partition(".")[0] == "torch")}))
+"""
+
+
+def _modules(package: Path) -> list[str]:
+    dotted = ".".join(package.relative_to(REPO).parts)
+    return [dotted] + [f"{dotted}.{p.stem}" for p in sorted(package.glob("*.py")) if p.stem != "__init__"]
+
+
+def test_every_analysis_module_and_the_contract_import_without_torch() -> None:
+    modules = _modules(REPO / "analysis") + _modules(REPO / "profiler" / "contract")
+    assert "analysis.breakdown" in modules and "profiler.contract.runjson" in modules
+    res = subprocess.run([sys.executable, "-c", _CHILD, *modules], cwd=REPO, env=cli_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["failed"] == {}, "\n".join(f"{m}: {e}" for m, e in out["failed"].items())
+    assert out["torch_loaded"] == []
