@@ -238,7 +238,8 @@ def test_requirements_cover_every_import_the_image_lacks() -> None:
 
 
 def test_the_runner_accepts_every_jobs_arguments() -> None:
-    config = pytest.importorskip("models.config")
+    from models import config
+
     for j in jobs() + jobs(SWEEP="fixed") + jobs(RUN_ARGS="--pin-memory --epochs 2"):
         runner_args = j["arguments"].split()[2:]
         ns = config.build_parser().parse_args(runner_args)
