@@ -33,7 +33,7 @@ from tqdm import tqdm  # noqa: E402
 
 from models.convnet import ConvNet, count_parameters  # noqa: E402
 from profiler.contract import vocab  # noqa: E402
-from profiler.sampler import Sampler  # noqa: E402
+from profiler.sampler import Sampler, SamplerConfig  # noqa: E402
 from profiler.session import Schedule, make_profiler, phase  # noqa: E402
 
 MODES = ("plain", "observed", "active")
@@ -52,7 +52,9 @@ def run_block(mode: str, steps: int, model: nn.Module, opt: torch.optim.Optimize
     loss_fn = nn.CrossEntropyLoss()
     sampler = None
     if labels:
-        sampler = Sampler(tmp / f"samples{block}.csv", 0.1, torch.cuda.device_count() if cuda else 0).start()
+        config = SamplerConfig(csv_path=str(tmp / f"samples{block}.csv"), period_s=0.1,
+                               n_gpus=torch.cuda.device_count() if cuda else 0)
+        sampler = Sampler(config).start()
     if mode == "plain":
         prof: Any = contextlib.nullcontext()
     elif mode == "observed":   # wait longer than the block: the profiler never records

@@ -1,7 +1,7 @@
 """The runner's command line and the validated run configuration it turns into.
 
 Everything a user can get wrong is checked here, before a run folder exists, and reported
-as one line (exit 2). The config dict is what run.json "config" holds.
+as one line (exit 2). `RunConfig.as_record()` is run.json "config" (the contract's ConfigInfo).
 """
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.strategies import STRATEGIES
 from profiler.contract import vocab
+from profiler.contract.runjson import ConfigInfo, ProfilerSchedule
+from profiler.contract.runname import format_run_name
 
 
 class UsageError(Exception):
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "writing one self-describing run folder.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("strategy and devices")
-    g.add_argument("--strategy", choices=STRATEGIES, default="single",
+    g.add_argument("--strategy", choices=vocab.STRATEGIES, default="single",
                    help="single device; dp = whole model in DataParallel; dp-layerwise = every conv/linear "
                         "layer in its own DataParallel; ddp = DistributedDataParallel, one process per device")
     g.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
@@ -133,14 +134,15 @@ class RunConfig:
     debug: bool
     argv: list[str] = field(default_factory=list)
 
-    def as_record(self) -> dict[str, Any]:
-        keys = ("strategy", "device_type", "devices", "global_batch", "per_device_batch", "workers",
-                "pin_memory", "epochs", "max_steps", "data", "data_dir", "train_size", "width", "amp",
-                "channels_last", "lr", "seed", "profiler", "sample_period_s", "argv")
-        rec = {k: getattr(self, k) for k in keys}
-        rec["device_ids"] = list(self.device_ids)
-        rec["eval"] = self.eval
-        return rec
+    def as_record(self) -> ConfigInfo:
+        return ConfigInfo(
+            strategy=self.strategy, device_type=self.device_type, devices=self.devices,
+            device_ids=list(self.device_ids), global_batch=self.global_batch,
+            per_device_batch=self.per_device_batch, workers=self.workers, pin_memory=self.pin_memory,
+            epochs=self.epochs, max_steps=self.max_steps, data=self.data, data_dir=self.data_dir,
+            train_size=self.train_size, width=self.width, amp=self.amp, channels_last=self.channels_last,
+            eval=self.eval, lr=self.lr, seed=self.seed, profiler=ProfilerSchedule(**self.profiler),
+            sample_period_s=self.sample_period_s, argv=list(self.argv))
 
     def to_dict(self) -> dict[str, Any]:
         """Picklable/plain copy for spawned ranks."""
@@ -157,8 +159,8 @@ class RunConfig:
 
 
 def run_name(strategy: str, n: int, device_type: str, global_batch: int, tag: str | None) -> str:
-    kind = "gpu" if device_type == "cuda" else "cpu"
-    return f"{strategy}-{n}{kind}-b{global_batch}" + (f"-{tag}" if tag else "")
+    """The default run folder name (the contract's format; analysis parses it with parse_run_name)."""
+    return format_run_name(strategy, n, device_type, global_batch, tag)
 
 
 def _positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:

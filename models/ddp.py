@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from models.config import RunConfig, cpu_count
-from models.loop import StopFlag, train_process
+from models.loop import LoopOutcome, StopFlag, train_process
 from models.strategies import Placement
 
 GRACE_S = 180.0   # after a signal, how long ranks get to reach a step boundary and flush
@@ -49,9 +49,9 @@ def _rank_main(rank: int, cfg_dict: dict[str, Any], world: int, port: int, queue
         dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}",
                                 rank=rank, world_size=world, timeout=timedelta(minutes=10))
         placement = Placement(torch.device("cuda", rank) if cuda else torch.device("cpu"))
-        results = train_process(cfg, placement, rank, world, stop)
+        outcome = train_process(cfg, placement, rank, world, stop)
         if rank == 0:
-            queue.put(("results", rank, results))
+            queue.put(("results", rank, outcome))
     except Exception as exc:  # reported to the parent, which writes run.json "failed"
         queue.put(("error", rank, f"rank {rank}: {type(exc).__name__}: {exc}",
                    traceback.format_exc() if cfg.debug else ""))
@@ -76,8 +76,8 @@ class RankFailure(RuntimeError):
         self.detail = detail
 
 
-def run_ddp(cfg: RunConfig, stop: StopFlag) -> dict[str, Any]:
-    """Spawn the ranks and wait; return rank 0's results. Raises RuntimeError with the first
+def run_ddp(cfg: RunConfig, stop: StopFlag) -> LoopOutcome:
+    """Spawn the ranks and wait; return rank 0's outcome. Raises RankFailure with the first
     rank's error message when a rank fails."""
     world = cfg.devices
     port = free_port()
@@ -90,7 +90,7 @@ def run_ddp(cfg: RunConfig, stop: StopFlag) -> dict[str, Any]:
     forwarded = 0
     signalled_at: float | None = None
     errors: list[tuple[str, str]] = []
-    results: dict[str, Any] | None = None
+    results: LoopOutcome | None = None
     try:
         while True:
             try:
@@ -130,7 +130,7 @@ def run_ddp(cfg: RunConfig, stop: StopFlag) -> dict[str, Any]:
     return results
 
 
-def _drain(queue: Any, errors: list[tuple[str, str]]) -> dict[str, Any] | None:
+def _drain(queue: Any, errors: list[tuple[str, str]]) -> LoopOutcome | None:
     results = None
     while not queue.empty():
         kind, _rank, *payload = queue.get()

@@ -1,7 +1,7 @@
 """The training loop of one process (the only process, or one DDP rank), fully labelled.
 
 Every step is data_wait → h2d → forward → loss → backward → optimizer under the vocab
-labels, then prof.step(). The optimizer is created once and evaluation restores train()
+labels, then (on CUDA, every device the process drives synchronized) prof.step(). The optimizer is created once and evaluation restores train()
 (the seed got both wrong). A signal only sets a flag; the loop stops at the next step
 boundary so the profiler can flush what it collected.
 """
@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +25,8 @@ from models.convnet import ConvNet
 from models.data import build_datasets
 from models.strategies import Placement, wrap
 from profiler.contract import vocab
-from profiler.session import Schedule, make_profiler, phase
+from profiler.contract.runjson import EpochResult, Results
+from profiler.session import Schedule, make_profiler, phase, synchronize_devices
 
 
 class StopFlag:
@@ -54,6 +56,15 @@ class StopFlag:
 
     def __bool__(self) -> bool:
         return self.signum != 0
+
+
+@dataclass
+class LoopOutcome:
+    """What one training process returns: run.json "results", and what only the runner needs."""
+
+    results: Results
+    interrupted: int = 0                  # the signal the loop stopped for (0: it ran to the end)
+    notes: list[str] = field(default_factory=list)
 
 
 class DeliberateFailure(RuntimeError):
@@ -116,9 +127,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: Ru
 
 
 def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
-                  stop: StopFlag) -> dict[str, Any]:
-    """Build data, model and optimizer, train with the profiler, return run.json "results"
-    (plus "interrupted": signum and "notes")."""
+                  stop: StopFlag) -> LoopOutcome:
+    """Build data, model and optimizer, train with the profiler; return run.json "results",
+    the signal it stopped for and its notes."""
     device = placement.device
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
@@ -152,7 +163,7 @@ def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
     step = 0
     images = 0
     step_times: list[float] = []
-    epochs: list[dict[str, Any]] = []
+    epochs: list[EpochResult] = []
     final_loss: float | None = None
     accuracy: float | None = None
     interrupted = 0
@@ -163,7 +174,8 @@ def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
 
     t_start = time.perf_counter()
     prof = make_profiler(cfg.run_dir, f"rank{rank}", sched, cuda, enabled=p["enabled"],
-                         all_threads=cfg.strategy in ("dp", "dp-layerwise"), notes=notes)
+                         all_threads=cfg.strategy in vocab.DP_STRATEGIES, notes=notes)
+    sync_before_step = cuda and p["enabled"]
     try:
         with prof:
             for epoch in range(cfg.epochs):
@@ -192,6 +204,8 @@ def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
                         raise
                     loss = _step(model, optimizer, loss_fn, scaler, x, y, cfg, device)
                     loss_val, peer_stop = _step_end(loss, stop, world, device)
+                    if sync_before_step:      # the step's kernels on every GPU end inside its window
+                        synchronize_devices(device, placement.device_ids)
                     prof.step()
                     dt = time.perf_counter() - t0
                     n_img = int(x.size(0)) * world
@@ -211,11 +225,11 @@ def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
                         agreed = stop.signum or peer_stop
                 del it
                 e_wall = time.perf_counter() - e_start
-                rec: dict[str, Any] = {"epoch": epoch, "steps": e_steps, "images": e_images, "wall_s": e_wall,
-                                       "images_per_s": e_images / e_wall if e_wall > 0 else 0.0}
+                rec = EpochResult(epoch=epoch, steps=e_steps, images=e_images, wall_s=e_wall,
+                                  images_per_s=e_images / e_wall if e_wall > 0 else 0.0)
                 if test_loader is not None and not should_stop() and e_steps:
                     accuracy = evaluate(model, test_loader, device, cfg, world)
-                    rec["accuracy"] = accuracy
+                    rec.accuracy = accuracy
                     if writer is not None:
                         writer.add_scalar("eval/accuracy", accuracy, step)
                 epochs.append(rec)
@@ -228,10 +242,10 @@ def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
         if writer is not None:
             writer.close()
     wall = time.perf_counter() - t_start
-    return {"steps": step, "images": images, "wall_s": wall,
-            "images_per_s": images / wall if wall > 0 else 0.0, "epochs": epochs,
-            "step_times_ms": [round(t, 3) for t in step_times], "final_loss": final_loss,
-            "accuracy": accuracy, "interrupted": interrupted, "notes": notes}
+    results = Results(steps=step, images=images, wall_s=wall, images_per_s=images / wall if wall > 0 else 0.0,
+                      epochs=epochs, step_times_ms=[round(t, 3) for t in step_times], final_loss=final_loss,
+                      accuracy=accuracy)
+    return LoopOutcome(results, interrupted, notes)
 
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,

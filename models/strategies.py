@@ -16,8 +16,8 @@ from torch.autograd.profiler import record_function
 
 from profiler.contract import vocab
 
-STRATEGIES = ("single", "dp", "dp-layerwise", "ddp")
-DP_STRATEGIES = ("dp", "dp-layerwise")
+STRATEGIES = vocab.STRATEGIES
+DP_STRATEGIES = vocab.DP_STRATEGIES
 
 
 class StrategyError(Exception):

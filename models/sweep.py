@@ -2,18 +2,26 @@
 
 Each configuration is a subprocess running exactly the `python -m models.train` command a
 user would type (printed before it runs), into <out>/<group>/<run>/. Configurations that
-need more devices than this machine has are skipped with a line saying so.
+need more devices than this machine has are skipped with a line saying so. Each run's stderr
+passes through `models.nativelog`: Kineto's known-harmless native lines go to
+<out>/<group>/<run>.log (said once per run), everything else -- progress bars, errors -- to
+the terminal as it comes.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib.util
 import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from models.nativelog import NativeLogFilter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,6 +141,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def pump_stderr(stream: IO[bytes], log_path: Path) -> tuple[threading.Thread, NativeLogFilter]:
+    """Copy a child's stderr to ours through the filter, chunk by chunk (tqdm never ends its lines)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w", encoding="utf-8")
+    filt = NativeLogFilter(sys.stderr, log)
+
+    def run() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            while chunk := os.read(stream.fileno(), 65536):
+                filt.feed(decoder.decode(chunk))
+            filt.feed(decoder.decode(b"", final=True))
+        finally:
+            filt.close()
+            log.close()
+    t = threading.Thread(target=run, name="sweep-stderr", daemon=True)
+    t.start()
+    return t, filt
+
+
 class _Forward:
     """Pass SIGTERM/SIGINT on to the running child (as SIGTERM: a terminal Ctrl-C reaches the
     child directly too, and the runner treats a repeated *same* signal as "stop now"), then stop
@@ -181,9 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             outcome.append((cfg.label, "dry run"))
             continue
-        forward.child = subprocess.Popen(cmd, env=child_env())
+        log_path = group_dir / f"{cfg.label}.log"
+        forward.child = subprocess.Popen(cmd, env=child_env(), stderr=subprocess.PIPE)
+        assert forward.child.stderr is not None
+        pump, filt = pump_stderr(forward.child.stderr, log_path)
         code = forward.child.wait()
+        pump.join(timeout=30)
+        forward.child.stderr.close()
         forward.child = None
+        if filt.diverted:
+            print(f"[sweep] {filt.diverted} known-harmless Kineto log line(s) (e.g. gpuGetDeviceCount on a "
+                  f"CPU-only machine) went to {log_path}", flush=True)
+        else:
+            log_path.unlink(missing_ok=True)
         outcome.append((cfg.label, {0: "complete", 1: "failed", 2: "bad input"}.get(
             code, f"interrupted (exit {code})" if code in (130, 143) else f"exit {code}")))
     print("\n[sweep] " + args.preset + (" (demo settings)" if args.demo else "") + f" -> {group_dir}")

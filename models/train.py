@@ -3,7 +3,8 @@
 The process that runs this owns the run folder: it validates input (exit 2, nothing written),
 writes run.json at start and end, runs the NVML/host sampler for the whole run (its children
 -- DDP ranks, DataLoader workers -- are sampled as its process tree), and turns signals into
-status "interrupted". Training itself happens here (single, dp, dp-layerwise) or in spawned
+status "interrupted". The GPUs are named by the UUID the driver reports for each CUDA index,
+and that mapping is what the sampler opens NVML by. Training itself happens here (single, dp, dp-layerwise) or in spawned
 ranks (ddp).
 """
 from __future__ import annotations
@@ -12,18 +13,19 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any
 
 import torch
 
 from models.config import RunConfig, UsageError, build_parser, clear_run_files, make_config
 from models.convnet import ConvNet, describe
 from models.data import DataError, build_datasets
-from models.loop import StopFlag, train_process
+from models.loop import LoopOutcome, StopFlag, train_process
 from models.strategies import Placement, StrategyError, check, parse_device_ids, resolve_device_type
 from profiler.contract import vocab
+from profiler.contract.runjson import CudaDevice, ModelInfo, Results
+from profiler.nvml import normalise_uuid
 from profiler.runinfo import RunRecord, collect_environment
-from profiler.sampler import Sampler
+from profiler.sampler import Sampler, SamplerConfig
 from profiler.scalars import samples_to_scalars
 
 
@@ -38,10 +40,21 @@ def prepare(argv: list[str] | None) -> RunConfig:
     return cfg
 
 
-def model_description(width: float) -> dict[str, Any]:
-    """run.json "model" without allocating the weights (meta device)."""
+def model_description(width: float) -> ModelInfo:
+    """run.json "model" (the exact layer table) without allocating the weights (meta device)."""
     with torch.device("meta"):
         return describe(ConvNet(width=width))
+
+
+def cuda_devices(n: int) -> list[CudaDevice]:
+    """CUDA index -> the driver's UUID (NVML's spelling) and name, for indices 0..n-1."""
+    out = []
+    for i in range(n):
+        props = torch.cuda.get_device_properties(i)
+        raw = getattr(props, "uuid", None)
+        out.append(CudaDevice(index=i, uuid=normalise_uuid(str(raw)) if raw is not None else None,
+                              name=props.name))
+    return out
 
 
 def placement_for(cfg: RunConfig) -> Placement:
@@ -61,25 +74,32 @@ def execute(cfg: RunConfig) -> int:
             notes.append(f"--overwrite kept files this run did not write: {', '.join(left[:10])}")
     stop = StopFlag().install()
     n_gpus = torch.cuda.device_count() if cfg.device_type == "cuda" else 0
-    sampler = Sampler(cfg.run_dir / vocab.SAMPLES_CSV, cfg.sample_period_s, n_gpus, root_pid=os.getpid())
+    devices = cuda_devices(n_gpus)
+    uuids = tuple(d.uuid for d in devices if d.uuid)
+    sampler = Sampler(SamplerConfig(
+        csv_path=str(cfg.run_dir / vocab.SAMPLES_CSV), period_s=cfg.sample_period_s, n_gpus=n_gpus,
+        gpu_uuids=uuids if len(uuids) == n_gpus and n_gpus else None, root_pid=os.getpid()))
     record = RunRecord(cfg.run_dir, cfg.name, cfg.as_record())
     if cfg.strategy == "ddp" and cfg.device_type == "cpu":
         from models.ddp import threads_per_rank
         os.environ["OMP_NUM_THREADS"] = str(threads_per_rank(cfg.devices))   # what the ranks get
-    status, message, results, code = vocab.STATUS_COMPLETE, None, None, 0
+    status, message, code = vocab.STATUS_COMPLETE, None, 0
+    results: Results | None = None
     try:
-        record.start(collect_environment(n_gpus, sampler), model_description(cfg.width))
+        record.start(collect_environment(n_gpus, devices), model_description(cfg.width))
         sampler.start()
+        outcome: LoopOutcome
         if cfg.strategy == "ddp":
             from models.ddp import run_ddp
-            results = run_ddp(cfg, stop)
+            outcome = run_ddp(cfg, stop)
         else:
-            results = train_process(cfg, placement_for(cfg), 0, 1, stop)
-        signum = results.pop("interrupted", 0) or stop.signum
-        notes.extend(results.pop("notes", []))
+            outcome = train_process(cfg, placement_for(cfg), 0, 1, stop)
+        results = outcome.results
+        signum = outcome.interrupted or stop.signum
+        notes.extend(outcome.notes)
         if signum:
             status, code = vocab.STATUS_INTERRUPTED, 128 + signum
-            message = f"stopped by {signal.Signals(signum).name} after {results['steps']} steps"
+            message = f"stopped by {signal.Signals(signum).name} after {results.steps} steps"
     except KeyboardInterrupt as exc:  # the same signal twice: stop now (the profiler context still flushed)
         status, code = vocab.STATUS_INTERRUPTED, 128 + (stop.signum or signal.SIGINT)
         message = f"stopped at once by a repeated signal ({exc or 'KeyboardInterrupt'})"
@@ -99,8 +119,8 @@ def execute(cfg: RunConfig) -> int:
     _samples_scalars(cfg, notes)
     record.finish(status, message, results, notes)
     if results is not None:
-        print(f"total {cfg.strategy} epochs time = {results['wall_s']:.2f}")
-        print(f"images/s = {results['images_per_s']:.1f} ({results['images']} images, {results['steps']} steps)")
+        print(f"total {cfg.strategy} epochs time = {results.wall_s:.2f}")
+        print(f"images/s = {results.images_per_s or 0.0:.1f} ({results.images} images, {results.steps} steps)")
     print(f"run {status}: {cfg.run_dir}")
     return code
 

@@ -1,21 +1,27 @@
 """Which NVML device is CUDA device i, and what is it.
 
-CUDA numbers only the devices in ``CUDA_VISIBLE_DEVICES``, in that order;
-NVML numbers every device on the machine. HTCondor hands a job its GPUs as
-``CUDA_VISIBLE_DEVICES=GPU-<uuid>,...``, so CUDA index 0 can be NVML index 3:
-mapping goes through the UUID. Parsing and matching are pure functions (tested
-without a GPU); only :func:`nvml_devices`, :func:`resolve_handles` and
-:func:`describe` touch NVML. Torch-free.
+CUDA numbers only the devices in ``CUDA_VISIBLE_DEVICES``, in that order, and by
+default fastest first; NVML numbers every device on the machine in PCI bus order. So
+CUDA index 0 can be NVML index 3, and the only safe key is the UUID. The runner asks
+torch for each CUDA index's UUID (:func:`normalise_uuid`) and the sampler matches those
+against NVML (:func:`match_uuids`); parsing ``CUDA_VISIBLE_DEVICES`` is the fallback for a
+sampler started without that mapping. Parsing and matching are pure functions (tested
+without a GPU); only :func:`nvml_devices`, :func:`resolve_handles`, :func:`open_session`,
+:func:`inventory` and :func:`describe` touch NVML. Torch-free.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from profiler.contract.runjson import GpuInfo
+
 __all__ = [
-    "VisibleDevice", "NvmlDevice", "NvmlMig", "parse_visible_devices", "match_device",
-    "nvml_devices", "resolve_handles", "describe", "pcie_max_gbps", "nvml_error_text", "as_text",
+    "VisibleDevice", "NvmlDevice", "NvmlMig", "parse_visible_devices", "match_device", "cuda_to_nvml",
+    "normalise_uuid", "match_uuids", "NvmlSession", "open_session", "Inventory", "inventory",
+    "describe_all", "nvml_devices", "resolve_handles", "describe", "pcie_max_gbps", "nvml_error_text", "as_text",
 ]
 
 Kind = Literal["index", "gpu_uuid", "mig_uuid", "mig_legacy"]
@@ -114,6 +120,33 @@ def cuda_to_nvml(visible: list[VisibleDevice] | None, n: int,
     return [match_device(refs[i], devices) if i < len(refs) else None for i in range(n)]
 
 
+def normalise_uuid(raw: str) -> str:
+    """NVML's spelling of a UUID torch reports: torch gives the bare uuid, NVML "GPU-<uuid>"
+    (or "MIG-<uuid>"); an already prefixed value is kept."""
+    text = str(raw).strip()
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def _bare(uuid: str) -> str:
+    u = uuid.strip().lower()
+    return u[4:] if u.startswith(("gpu-", "mig-")) else u
+
+
+def match_uuids(uuids: Sequence[str], devices: list[NvmlDevice]) -> list[tuple[int, NvmlMig | None] | None]:
+    """For CUDA index i (with driver UUID ``uuids[i]``): the NVML GPU index and MIG device, or None.
+
+    Compared without the "GPU-"/"MIG-" prefix: torch reports a MIG device's uuid bare, like a
+    GPU's, so "GPU-<x>" from :func:`normalise_uuid` still finds NVML's "MIG-<x>". A UUID NVML
+    does not list is None (the caller says it is not sampled).
+    """
+    table: dict[str, tuple[int, NvmlMig | None]] = {}
+    for d in devices:
+        table.setdefault(_bare(d.uuid), (d.index, None))
+        for m in d.migs:
+            table.setdefault(_bare(m.uuid), (d.index, m))
+    return [table.get(_bare(u)) for u in uuids]
+
+
 # --- NVML-touching part --------------------------------------------------------
 def nvml_error_text(exc: BaseException) -> str:
     """A one-line reason, e.g. 'NVML Shared Library Not Found'."""
@@ -156,12 +189,17 @@ def _optional(nv: Any, fn: Any, *args: Any) -> Any:
         return None
 
 
-def resolve_handles(nv: Any, visible: list[VisibleDevice] | None, n: int
+def resolve_handles(nv: Any, visible: list[VisibleDevice] | None, n: int, uuids: Sequence[str] | None = None
                     ) -> tuple[list[tuple[int, Any] | None], list[NvmlDevice]]:
-    """NVML handles for CUDA devices 0..n-1 as ``(cuda_index, handle)`` (None where unmatched)."""
+    """NVML handles for CUDA devices 0..n-1 as ``(cuda_index, handle)`` (None where unmatched).
+
+    ``uuids`` (CUDA index -> driver UUID, from torch) decides when given; ``visible`` (parsed
+    CUDA_VISIBLE_DEVICES) only without it.
+    """
     devices = nvml_devices(nv)
+    hits = match_uuids(uuids, devices) if uuids is not None else cuda_to_nvml(visible, n, devices)
     out: list[tuple[int, Any] | None] = []
-    for i, hit in enumerate(cuda_to_nvml(visible, n, devices)):
+    for i, hit in enumerate(hits):
         if hit is None:
             out.append(None)
             continue
@@ -184,7 +222,7 @@ def pcie_max_gbps(gen: int | None, width: int | None) -> float | None:
     return round(_PCIE_LANE_GBPS[gen] * width, 3)
 
 
-def describe(nv: Any, cuda_index: int, handle: Any) -> dict[str, Any]:
+def describe(nv: Any, cuda_index: int, handle: Any) -> GpuInfo:
     """One run.json ``environment.gpus`` entry; fields NVML can't give are None."""
     def get(fn: Any, *args: Any) -> Any:
         try:
@@ -205,14 +243,102 @@ def describe(nv: Any, cuda_index: int, handle: Any) -> dict[str, Any]:
                 links += 1
         except nv.NVMLError:
             break                                   # not supported / no more links
-    return {
-        "index": cuda_index,
-        "name": as_text(name) if (name := get(nv.nvmlDeviceGetName)) is not None else None,
-        "uuid": as_text(uuid) if (uuid := get(nv.nvmlDeviceGetUUID)) is not None else None,
-        "pci_bus_id": as_text(pci.busId) if pci is not None else None,
-        "memory_total_mib": round(mem.total / 1024 / 1024) if mem is not None else None,
-        "pcie_link_gen": gen,
-        "pcie_link_width": width,
-        "pcie_max_gbps": pcie_max_gbps(gen, width),
-        "nvlink_links": links,
-    }
+    return GpuInfo(
+        index=cuda_index,
+        name=as_text(name) if (name := get(nv.nvmlDeviceGetName)) is not None else None,
+        uuid=as_text(uuid) if (uuid := get(nv.nvmlDeviceGetUUID)) is not None else None,
+        pci_bus_id=as_text(pci.busId) if pci is not None else None,
+        memory_total_mib=round(mem.total / 1024 / 1024) if mem is not None else None,
+        pcie_link_gen=gen,
+        pcie_link_width=width,
+        pcie_max_gbps=pcie_max_gbps(gen, width),
+        nvlink_links=links,
+    )
+
+
+@dataclass
+class NvmlSession:
+    """An initialised NVML (``nv`` None when unavailable) and the handles of the run's GPUs."""
+    status: str                                   # "ok" | "NVML unavailable: <reason>"
+    nv: Any = None
+    driver: str | None = None
+    handles: list[tuple[int, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.nv is not None:
+            try:
+                self.nv.nvmlShutdown()
+            except Exception:
+                pass
+            self.nv = None
+            self.handles = []
+
+
+def open_session(n_gpus: int, uuids: Sequence[str] | None = None,
+                 cuda_visible_devices: str | None = None) -> NvmlSession:
+    """Initialise NVML and find the handle of every CUDA device of the run; never raises.
+
+    With ``uuids`` (one per CUDA index) the handles are matched by UUID; without, by parsing
+    ``cuda_visible_devices``. A device NVML lacks is left out with a note.
+    """
+    try:
+        import pynvml as nv
+    except ImportError as exc:
+        return NvmlSession(f"NVML unavailable: nvidia-ml-py not installed ({exc})")
+    try:
+        nv.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        return NvmlSession(f"NVML unavailable: {nvml_error_text(exc)}")
+    session = NvmlSession("ok", nv)
+    try:
+        session.driver = as_text(nv.nvmlSystemGetDriverVersion())
+    except Exception as exc:
+        session.notes.append(f"NVML driver version unreadable: {nvml_error_text(exc)}")
+    n = len(uuids) if uuids is not None else n_gpus
+    if n <= 0:
+        return session
+    try:
+        resolved, _ = resolve_handles(nv, parse_visible_devices(cuda_visible_devices), n, uuids)
+    except Exception as exc:
+        session.notes.append(f"NVML device lookup failed, no GPU samples: {nvml_error_text(exc)}")
+        return session
+    for i, hit in enumerate(resolved):
+        if hit is not None:
+            session.handles.append(hit)
+        elif uuids is not None:
+            session.notes.append(f"CUDA device {i} (uuid {uuids[i]}) has no matching NVML device; not sampled")
+        else:
+            session.notes.append(f"CUDA device {i} (CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}) "
+                                 "has no matching NVML device; not sampled")
+    return session
+
+
+def describe_all(session: NvmlSession) -> list[GpuInfo]:
+    """run.json ``environment.gpus`` for the session's handles (a failure is a note, not an error)."""
+    out: list[GpuInfo] = []
+    for cuda_index, handle in session.handles:
+        try:
+            out.append(describe(session.nv, cuda_index, handle))
+        except Exception as exc:
+            session.notes.append(f"GPU {cuda_index} description failed: {nvml_error_text(exc)}")
+    return out
+
+
+@dataclass
+class Inventory:
+    """What run.json says about NVML: its status, the driver, the run's GPUs, and notes."""
+    status: str
+    driver: str | None
+    gpus: list[GpuInfo]
+    notes: list[str]
+
+
+def inventory(n_gpus: int, uuids: Sequence[str] | None = None,
+              cuda_visible_devices: str | None = None) -> Inventory:
+    """A short NVML session of its own: status, driver and one GpuInfo per matched CUDA device."""
+    session = open_session(n_gpus, uuids, cuda_visible_devices)
+    try:
+        return Inventory(session.status, session.driver, describe_all(session), list(session.notes))
+    finally:
+        session.close()

@@ -3,7 +3,8 @@
 Every write goes to a temp file in the run folder and is renamed over run.json
 (``os.replace`` is atomic on POSIX), so a reader (the analysis, a job wrapper
 copying results back) never sees half a file, even if the job is killed
-mid-write. Torch-free at import; torch is imported inside
+mid-write. The record is the contract's `RunInfo` Struct, written with the contract's
+`write_json_atomic`. Torch-free at import; torch is imported inside
 :func:`collect_environment` only (the runner has it loaded already).
 """
 from __future__ import annotations
@@ -14,17 +15,21 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import msgspec
+
+from profiler import nvml
+from profiler.classad import parse_classad
 from profiler.contract import vocab
-from profiler.contract.runjson import write_json_atomic
-
-if TYPE_CHECKING:
-    from profiler.sampler import Sampler
+from profiler.contract.runjson import (ConfigInfo, CudaDevice, Environment, GpuInfo, ModelInfo, Results,
+                                       RunInfo, write_json_atomic)
+from profiler.cpualloc import cpu_allocation
 
 __all__ = ["RunRecord", "collect_environment", "parse_classad", "condor_ads", "nvidia_topology",
-           "write_json_atomic", "JOB_AD_KEYS", "MACHINE_AD_KEYS"]
+           "cuda_devices_with_nvml_spelling", "write_json_atomic", "JOB_AD_KEYS", "MACHINE_AD_KEYS"]
 
 TERMINAL_STATUSES = (vocab.STATUS_COMPLETE, vocab.STATUS_INTERRUPTED, vocab.STATUS_FAILED)
 
@@ -46,49 +51,7 @@ MACHINE_AD_KEYS: tuple[str, ...] = (
 
 
 # --- HTCondor ads --------------------------------------------------------------
-def _classad_value(text: str) -> Any:
-    """A ClassAd literal as Python: "strings", integers, reals, true/false, undefined;
-    anything else (an expression) is kept as its source text."""
-    t = text.strip()
-    if len(t) >= 2 and t[0] == t[-1] == '"':
-        return t[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    low = t.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("undefined", "error"):
-        return None
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        return float(t)
-    except ValueError:
-        return t
-
-
-def parse_classad(text: str, keep: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Parse an "old ClassAd" file (``Key = Value`` per line, as in $_CONDOR_JOB_AD).
-
-    ``keep`` selects attributes case-insensitively (spelled as in ``keep``);
-    None keeps all. Lines that are not ``Key = Value`` are ignored.
-    """
-    wanted = {k.lower(): k for k in keep} if keep is not None else None
-    out: dict[str, Any] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key or not key.replace("_", "").replace(".", "").isalnum():
-            continue
-        if wanted is not None:
-            if key.lower() not in wanted:
-                continue
-            key = wanted[key.lower()]
-        out[key] = _classad_value(value)
-    return out
-
-
-def condor_ads(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
+def condor_ads(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """``{"job": {...}, "machine": {...}}`` from the ad files HTCondor points at, or None outside HTCondor."""
     env = os.environ if environ is None else environ
     found: dict[str, Any] = {}
@@ -123,49 +86,62 @@ def nvidia_topology(timeout_s: float = 5.0) -> str | None:
     return res.stdout.strip() or None
 
 
-def _torch_versions() -> dict[str, Any]:
+def _torch_versions() -> tuple[str | None, str | None, int | None]:
     try:
         import torch
     except ImportError:
-        return {"torch": None, "cuda": None, "cudnn": None}
+        return None, None, None
     try:
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     except Exception:
         cudnn = None
-    return {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn}
+    return torch.__version__, torch.version.cuda, cudnn
 
 
-def collect_environment(n_gpus: int, sampler: "Sampler | None" = None) -> dict[str, Any]:
-    """run.json ``environment``. GPU facts come from ``sampler`` (its NVML session),
-    else from a short NVML session of our own."""
-    if sampler is None:
-        from profiler.sampler import Sampler
-        probe = Sampler(Path(os.devnull), n_gpus=n_gpus, isolate=False)
-        try:
-            nvml, driver, gpus = probe.nvml_status, probe.driver, probe.gpu_inventory()
-        finally:
-            probe.stop()
-    else:
-        nvml, driver, gpus = sampler.nvml_status, sampler.driver, sampler.gpu_inventory()
+def cuda_devices_with_nvml_spelling(cuda_devices: Sequence[CudaDevice], gpus: Sequence[GpuInfo]
+                                    ) -> list[CudaDevice]:
+    """torch cannot tell a MIG device's bare uuid from a GPU's; where NVML matched it, its spelling wins."""
+    def bare(u: str) -> str:
+        return u.lower()[4:] if u.lower().startswith(("gpu-", "mig-")) else u.lower()
+    by_bare = {bare(g.uuid): g.uuid for g in gpus if g.uuid}
+    return [msgspec.structs.replace(d, uuid=by_bare.get(bare(d.uuid), d.uuid)) if d.uuid else d
+            for d in cuda_devices]
+
+
+def collect_environment(n_gpus: int, cuda_devices: Sequence[CudaDevice] | None = None,
+                        environ: Mapping[str, str] | None = None) -> Environment:
+    """run.json ``environment``, from a short NVML session of its own (no sampler needed).
+
+    ``cuda_devices`` (CUDA index -> driver UUID, from torch) picks the GPUs NVML describes;
+    without it they are found through CUDA_VISIBLE_DEVICES. What NVML cannot match is left
+    out here and noted by the sampler, which does the same matching.
+    """
+    env = os.environ if environ is None else environ
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    uuids = [d.uuid or "" for d in cuda_devices] if cuda_devices else None
+    inv = nvml.inventory(n_gpus, uuids, visible)
     try:
         cpus_allowed: list[int] | None = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus_allowed = None
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        **_torch_versions(),
-        "cpu_count": os.cpu_count(),
-        "cpus_allowed": cpus_allowed,
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "nvml": nvml,
-        "driver": driver,
-        "gpus": gpus,
-        "topology": nvidia_topology() if n_gpus > 0 or gpus else None,
-        "condor": condor_ads(),
-    }
+    torch_v, cuda_v, cudnn_v = _torch_versions()
+    return Environment(
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        python=sys.version.split()[0],
+        torch=torch_v, cuda=cuda_v, cudnn=cudnn_v,
+        cpu_count=os.cpu_count(),
+        cpus_allowed=cpus_allowed,
+        cpu_allocation=cpu_allocation(env),
+        omp_num_threads=env.get("OMP_NUM_THREADS"),
+        cuda_visible_devices=visible,
+        cuda_devices=cuda_devices_with_nvml_spelling(cuda_devices or [], inv.gpus),
+        nvml=inv.status,
+        driver=inv.driver,
+        gpus=inv.gpus,
+        topology=nvidia_topology() if n_gpus > 0 or inv.gpus else None,
+        condor=condor_ads(env),
+    )
 
 
 # --- run.json ---------------------------------------------------------------------
@@ -177,54 +153,47 @@ class RunRecord:
     "interrupted" with "failed". ``finish()`` returns whether it wrote.
     """
 
-    def __init__(self, run_dir: Path, name: str, config: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, name: str, config: ConfigInfo) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / vocab.RUN_JSON
-        self.data: dict[str, Any] = {
-            "schema": vocab.RUN_SCHEMA_VERSION,
-            "name": name,
-            "status": None,
-            "message": None,
-            "config": config,
-            "model": None,
-            "environment": None,
-            "results": None,
-            "notes": [],
-        }
+        self.info = RunInfo(name=name, config=config)
 
     @property
     def status(self) -> str | None:
-        return self.data["status"]
+        return self.info.status
 
     @property
     def finished(self) -> bool:
-        return self.data["status"] in TERMINAL_STATUSES
+        return self.info.status in TERMINAL_STATUSES
 
     def write(self) -> None:
-        """Rewrite run.json atomically with the current ``data``."""
+        """Rewrite run.json atomically with the current ``info``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, self.data)
+        write_json_atomic(self.path, self.info)
 
-    def start(self, environment: dict[str, Any], model: dict[str, Any]) -> None:
-        if self.data["status"] is not None:
-            raise RuntimeError(f"run {self.data['name']!r} already started (status {self.data['status']!r})")
-        self.data.update(status=vocab.STATUS_RUNNING, environment=environment, model=model)
+    def start(self, environment: Environment, model: ModelInfo) -> None:
+        if self.info.status is not None:
+            raise RuntimeError(f"run {self.info.name!r} already started (status {self.info.status!r})")
+        self.info.status = vocab.STATUS_RUNNING
+        self.info.environment = environment
+        self.info.model = model
         self.write()
 
     def note(self, text: str) -> None:
         """Add a note (kept once) to be written with the next write."""
-        if text not in self.data["notes"]:
-            self.data["notes"].append(text)
+        if text not in self.info.notes:
+            self.info.notes.append(text)
 
-    def finish(self, status: str, message: str | None = None, results: dict[str, Any] | None = None,
-               notes: list[str] | None = None) -> bool:
+    def finish(self, status: str, message: str | None = None, results: Results | None = None,
+               notes: Sequence[str] | None = None) -> bool:
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"finish status must be one of {TERMINAL_STATUSES}, got {status!r}")
         if self.finished:
             return False
-        self.data.update(status=status, message=message)
+        self.info.status = status
+        self.info.message = message
         if results is not None:
-            self.data["results"] = results
+            self.info.results = results
         for n in notes or ():
             self.note(n)
         self.write()

@@ -1,14 +1,16 @@
 """The NVML + host sampler a run starts beside its training loop.
 
-By default the sampling engine (`profiler.sampling.SamplerCore`) runs in a
+The front: the runner talks to this; the threads that sample are
+`profiler.sampler_engine.SamplerCore`, which by default runs in a
 small child process. In-process, every /proc read and NVML call a sampler
 thread makes must re-take the GIL from a busy training loop -- measured on this
 repo's 2-core box, listing the process tree took 3 ms alone and 390 ms beside
 a CPU-bound thread, so a 10 Hz sampler fell to ~3 Hz. A separate process never
 waits on the training process's GIL, and its CPU use shows up on its own.
 
-The child talks over pipes: one JSON line when ready (NVML status, driver,
-GPU inventory, notes), one when done (notes, rows written). SIGTERM stops it;
+The child gets its `SamplerConfig` as one msgspec-encoded JSON argument and talks
+over pipes: one JSON line when ready (NVML status, driver, GPU inventory, notes),
+one when done (notes, rows written), both msgspec Structs. SIGTERM stops it;
 so do EOF on its stdin and its parent's death, so it never outlives the run. It ignores
 SIGINT (Ctrl-C reaches the whole process group; the runner decides when to
 stop). Where the child can't start, the engine runs in-process, with a note.
@@ -16,7 +18,6 @@ Torch-free.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -27,16 +28,35 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO
+
+import msgspec
 
 from profiler import metrics as m
-from profiler.sampling import _FROM_ENV, SamplerCore
+from profiler.contract.runjson import GpuInfo
+from profiler.sampler_engine import SamplerConfig, SamplerCore
 
-__all__ = ["Sampler"]
+__all__ = ["Sampler", "SamplerConfig"]
 
 _READY_TIMEOUT_S = 60.0          # python + psutil + pynvml import on a loaded node
 _STOP_TIMEOUT_S = 15.0
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class _Ready(msgspec.Struct):
+    """The child's first line: what NVML said, before any sample."""
+    nvml_status: str
+    driver: str | None
+    gpus: list[GpuInfo]
+    notes: list[str]
+    pid: int
+
+
+class _Final(msgspec.Struct):
+    """The child's last line, after its threads stopped."""
+    notes: list[str]
+    rows_written: int
+    skipped_ticks: int = 0
 
 
 class Sampler:
@@ -48,68 +68,49 @@ class Sampler:
 
     def __init__(
         self,
-        csv_path: Path,
-        period_s: float = 0.1,
-        n_gpus: int = 0,
-        root_pid: int | None = None,
-        cuda_visible_devices: str | None = _FROM_ENV,
+        config: SamplerConfig,
         *,
         isolate: bool = True,
         nvml_metrics: Sequence[m.NvmlMetric] = m.NVML_METRICS,
         host_metrics: Sequence[m.HostMetric] = m.HOST_METRICS,
         proc_metrics: Sequence[m.ProcMetric] = m.PROC_METRICS,
-        per_core: bool = True,
     ) -> None:
-        if cuda_visible_devices is _FROM_ENV:
-            cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-        self.csv_path = Path(csv_path)
-        self.period_s = float(period_s)
-        self.n_gpus = int(n_gpus)
-        self.root_pid = os.getpid() if root_pid is None else int(root_pid)
-        self.cuda_visible_devices: str | None = cuda_visible_devices
-        self.per_core = per_core
+        self.config = config
+        self.csv_path = config.path
         custom = (tuple(nvml_metrics), tuple(host_metrics), tuple(proc_metrics)) != (
             m.NVML_METRICS, m.HOST_METRICS, m.PROC_METRICS)
         self.isolate = isolate and not custom
-        # in-process engine: answers nvml_status / gpu_inventory before start(), and
-        # samples when not isolated (or when the child could not start)
-        self._core = SamplerCore(self.csv_path, self.period_s, self.n_gpus, self.root_pid,
-                                 cuda_visible_devices, nvml_metrics=nvml_metrics,
-                                 host_metrics=host_metrics, proc_metrics=proc_metrics, per_core=per_core)
+        # the in-process engine: samples when not isolated (or when the child could not start),
+        # and answers nvml_status / gpu_inventory asked before start()
+        self._core = SamplerCore(config, nvml_metrics=nvml_metrics, host_metrics=host_metrics,
+                                 proc_metrics=proc_metrics)
         self._own_notes: list[str] = []
         self._child: subprocess.Popen[bytes] | None = None
-        self._ready: dict[str, Any] | None = None
-        self._final: dict[str, Any] | None = None
+        self._ready: _Ready | None = None
+        self._final: _Final | None = None
         self._core_running = False
-        self._stderr: Any = None
+        self._stderr: IO[bytes] | None = None
 
     # --- what the runner reads -------------------------------------------------
     @property
     def nvml_status(self) -> str:
         """"ok" or "NVML unavailable: <reason>"."""
-        if self._ready is not None:
-            return str(self._ready["nvml_status"])
-        return self._core.nvml_status
+        return self._ready.nvml_status if self._ready is not None else self._core.nvml_status
 
     @property
     def driver(self) -> str | None:
-        if self._ready is not None:
-            return self._ready.get("driver")
-        self._core.nvml_status       # initialise NVML
-        return self._core.driver
+        return self._ready.driver if self._ready is not None else self._core.driver
 
-    def gpu_inventory(self) -> list[dict[str, Any]]:
+    def gpu_inventory(self) -> list[GpuInfo]:
         """run.json ``environment.gpus``: one entry per sampled CUDA device ([] without NVML)."""
-        if self._ready is not None:
-            return list(self._ready["gpus"])
-        return self._core.gpu_inventory()
+        return list(self._ready.gpus) if self._ready is not None else self._core.gpu_inventory()
 
     @property
     def notes(self) -> list[str]:
         """Each thing worth saying once: dropped metrics, failures, fallbacks."""
         out: list[str] = []
-        child_notes = (self._final or self._ready or {}).get("notes", [])
-        for n in [*self._own_notes, *self._core.notes, *child_notes]:
+        child = self._final.notes if self._final is not None else self._ready.notes if self._ready else []
+        for n in [*self._own_notes, *self._core.notes, *child]:
             if n not in out:
                 out.append(n)
         return out
@@ -117,9 +118,7 @@ class Sampler:
     @property
     def rows_written(self) -> int:
         """Rows this sampler wrote (from the sampler process: known once stopped)."""
-        if self._final is not None:
-            return int(self._final.get("rows_written", 0))
-        return self._core.rows_written
+        return self._final.rows_written if self._final is not None else self._core.rows_written
 
     @property
     def in_child(self) -> bool:
@@ -147,7 +146,7 @@ class Sampler:
         if self._core_running:
             self._core.stop()
             self._core_running = False
-        elif self._core._nv is not None:      # NVML opened only to answer queries
+        elif self._core.nvml_open:      # NVML opened only to answer queries
             self._core.stop()
 
     def __enter__(self) -> "Sampler":
@@ -159,24 +158,19 @@ class Sampler:
 
     # --- child process -----------------------------------------------------------
     def _start_child(self) -> None:
-        config = {
-            "csv_path": str(self.csv_path), "period_s": self.period_s, "n_gpus": self.n_gpus,
-            "root_pid": self.root_pid, "cuda_visible_devices": self.cuda_visible_devices,
-            "per_core": self.per_core,
-        }
         code = (f"import sys; sys.path.insert(0, {_REPO_ROOT!r}); "
                 "from profiler.sampler import _child_main; _child_main()")
         # stderr to a file, not a pipe: a chatty child must never block on a full pipe
         self._stderr = tempfile.TemporaryFile()
         self._child = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(config)],
+            [sys.executable, "-c", code, msgspec.json.encode(self.config).decode()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, close_fds=True)
         line = _readline(self._child, _READY_TIMEOUT_S)
         if not line:
             err = self._stderr_tail() if self._child.poll() is not None \
                 else f"no answer in {_READY_TIMEOUT_S:.0f} s"
             raise RuntimeError((err.splitlines() or ["exited"])[-1])
-        self._ready = json.loads(line)
+        self._ready = msgspec.json.decode(line, type=_Ready)
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:
@@ -197,21 +191,21 @@ class Sampler:
             out, _ = child.communicate(timeout=_STOP_TIMEOUT_S)
             lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
             if lines:
-                self._final = json.loads(lines[-1])
+                self._final = msgspec.json.decode(lines[-1], type=_Final)
             elif child.returncode:
                 self._own_notes.append(f"sampler subprocess exited with {child.returncode}: "
                                        f"{self._stderr_tail()[-200:]}")
         except subprocess.TimeoutExpired:
             self._own_notes.append(f"sampler subprocess did not stop in {_STOP_TIMEOUT_S:.0f} s; killed")
             self._kill_child()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
             self._own_notes.append(f"sampler subprocess final report unreadable: {exc}")
         self._child = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
         if self._final is None and self._ready is not None:
-            self._final = {"notes": self._ready.get("notes", []), "rows_written": _count_rows(self.csv_path)}
+            self._final = _Final(list(self._ready.notes), _count_rows(self.csv_path))
 
     def _kill_child(self) -> None:
         if self._child is not None and self._child.poll() is None:
@@ -241,14 +235,12 @@ def _count_rows(path: Path) -> int:
 def _child_main() -> None:
     """Entry point of the sampler process: sample until stdin closes or SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    config = json.loads(sys.argv[1])
-    core = SamplerCore(Path(config["csv_path"]), config["period_s"], config["n_gpus"],
-                       config["root_pid"], config["cuda_visible_devices"], per_core=config["per_core"])
+    config = msgspec.json.decode(sys.argv[1], type=SamplerConfig)
+    core = SamplerCore(config)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     core.start()
-    _emit({"nvml_status": core.nvml_status, "driver": core.driver, "gpus": core.gpu_inventory(),
-           "notes": list(core.notes), "pid": os.getpid()})
+    _emit(_Ready(core.nvml_status, core.driver, core.gpu_inventory(), list(core.notes), os.getpid()))
 
     def wait_eof() -> None:
         try:
@@ -262,9 +254,9 @@ def _child_main() -> None:
         if os.getppid() != parent:      # the run died (reparented): stop even if stdin is still open
             break
     core.stop()
-    _emit({"notes": list(core.notes), "rows_written": core.rows_written, "skipped_ticks": core.skipped_ticks})
+    _emit(_Final(list(core.notes), core.rows_written, core.skipped_ticks))
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+def _emit(obj: msgspec.Struct) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(obj) + b"\n")
+    sys.stdout.buffer.flush()

@@ -13,6 +13,7 @@ wait/warmup writes nothing: nothing was recorded yet.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,8 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, tensorboard_trace_handler
 
-__all__ = ["Schedule", "make_profiler", "phase", "NullProfiler", "all_threads_config"]
+__all__ = ["Schedule", "make_profiler", "phase", "NullProfiler", "all_threads_config", "devices_to_sync",
+           "synchronize_devices"]
 
 
 @dataclass
@@ -116,6 +118,26 @@ def make_profiler(
         with_stack=False,
         experimental_config=experimental,
     )
+
+
+def devices_to_sync(device: torch.device, device_ids: Sequence[int] = ()) -> list[int]:
+    """The CUDA indices a process drives: every distinct DataParallel id, else its own device."""
+    if device.type != "cuda":
+        return []
+    if device_ids:
+        return sorted(set(device_ids))
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def synchronize_devices(device: torch.device, device_ids: Sequence[int] = ()) -> None:
+    """Wait for the kernels of every device the run uses, before ``prof.step()`` ends a step.
+
+    ``torch.cuda.synchronize()`` waits for the current device only (pytorch issue 181238): a
+    DataParallel step would close with the replicas' kernels on GPUs 1..N still running, and
+    the last active step's trace would miss them.
+    """
+    for index in devices_to_sync(device, device_ids):
+        torch.cuda.synchronize(index)
 
 
 def phase(label: str) -> record_function:

@@ -2,6 +2,8 @@
 # One-command GPU check (< 5 min on one node): short single, dp, dp-layerwise and ddp runs,
 # then scripts/check_runs.py verifies the traces hold CUDA kernels, Memcpy events and the DP
 # phase labels, and that samples.csv holds NVML rows; prints a table, exits 1 on a failure.
+# It also checks that every run.json names each CUDA index by the UUID NVML sampled for it
+# (torch's uuid -> the sampler's NVML handle), and that the model table has its layer shapes.
 # With one GPU, dp and dp-layerwise run on --device-ids 0,0 (the DP code path on one card).
 #
 #   scripts/gpu_check.sh [OUT]            (default OUT: traces/gpu_check)
@@ -51,4 +53,25 @@ launch dp-layerwise --strategy dp-layerwise "${LW[@]}" --batch-size "$LW_B" "${T
 launch ddp --strategy ddp "${DDP[@]}" --batch-size "$DDP_B"
 
 echo
-"$PY" scripts/check_runs.py "$OUT"/*/
+rc=0
+"$PY" scripts/check_runs.py "$OUT"/*/ || rc=$?
+
+echo; echo "== GPU identity: run.json cuda_devices vs environment.gpus (NVML)"
+"$PY" - "$OUT"/*/ <<'PYCHECK' || rc=1
+import sys
+from pathlib import Path
+from profiler.contract.runjson import read_run_json
+bad = 0
+for d in sys.argv[1:]:
+    info, _ = read_run_json(Path(d) / "run.json")
+    env = info.environment
+    cuda = {c.index: c.uuid for c in env.cuda_devices}
+    nvml = {g.index: g.uuid for g in env.gpus}
+    ok = bool(cuda) and cuda == nvml and all(u and u.startswith(("GPU-", "MIG-")) for u in cuda.values())
+    layers = info.model.layers or []
+    ok = ok and len(layers) == 9 and all(l.input_shape and l.output_shape and l.flops > 0 for l in layers)
+    print(f"  {'ok  ' if ok else 'FAIL'} {Path(d).name}: cuda {cuda} nvml {nvml}; {len(layers)} layers")
+    bad += not ok
+sys.exit(1 if bad else 0)
+PYCHECK
+exit "$rc"

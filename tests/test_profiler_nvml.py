@@ -1,4 +1,5 @@
-"""CUDA_VISIBLE_DEVICES -> NVML device mapping (pure), and NVML itself where a GPU exists."""
+"""CUDA index -> NVML device mapping by driver UUID and by CUDA_VISIBLE_DEVICES (pure), and NVML
+itself where a GPU exists."""
 from __future__ import annotations
 
 import time
@@ -8,7 +9,9 @@ import pytest
 
 from profiler import nvml as nm
 from profiler.contract import vocab
-from profiler.nvml import NvmlDevice, NvmlMig, VisibleDevice, cuda_to_nvml, match_device, parse_visible_devices
+from profiler.contract.runjson import GpuInfo
+from profiler.nvml import (NvmlDevice, NvmlMig, VisibleDevice, cuda_to_nvml, match_device, match_uuids,
+                           normalise_uuid, parse_visible_devices)
 
 U0 = "GPU-5a6b7c8d-0000-1111-2222-333344445555"
 U1 = "GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"
@@ -67,6 +70,65 @@ def test_more_cuda_devices_than_visible_or_unknown_gpu_gives_none() -> None:
     assert cuda_to_nvml(parse_visible_devices("7"), 1, MACHINE) == [None]
 
 
+def test_torch_uuids_get_nvml_spelling() -> None:
+    assert normalise_uuid(U0[4:]) == U0                  # torch reports the bare uuid
+    assert normalise_uuid(U0) == U0 and normalise_uuid(MIG_A) == MIG_A
+    assert normalise_uuid(" 5a6b7c8d ") == "GPU-5a6b7c8d"
+
+
+def test_uuid_mapping_follows_the_driver_not_the_index_order() -> None:
+    # CUDA orders fastest first: CUDA 0 is NVML 2, CUDA 1 is NVML 0
+    assert match_uuids([normalise_uuid(U2[4:]), normalise_uuid(U0[4:])], MACHINE) == [(2, None), (0, None)]
+
+
+def test_uuid_mapping_finds_mig_devices_even_when_torch_spells_them_gpu() -> None:
+    assert match_uuids([MIG_B], MACHINE) == [(1, MACHINE[1].migs[1])]
+    assert match_uuids([normalise_uuid(MIG_A[4:])], MACHINE) == [(1, MACHINE[1].migs[0])]
+    assert match_uuids([U1.upper()], MACHINE) == [(1, None)]
+
+
+def test_a_uuid_nvml_lacks_is_not_sampled_and_no_prefix_guessing() -> None:
+    # a whole uuid is required: unlike CUDA_VISIBLE_DEVICES, a prefix never matches
+    assert match_uuids([U0, "GPU-deadbeef-0000-0000-0000-000000000000", "GPU-5a6b"], MACHINE) == \
+        [(0, None), None, None]
+
+
+class FakeNvml:
+    """The slice of pynvml that open_session uses: a driver with MACHINE's GPUs, no MIG mode query."""
+
+    class NVMLError(Exception):
+        pass
+
+    NVML_DEVICE_MIG_ENABLE = 1
+
+    def __init__(self) -> None:
+        self.shutdown = False
+
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None: self.shutdown = True
+    def nvmlSystemGetDriverVersion(self) -> str: return "550.54.15"
+    def nvmlDeviceGetCount(self) -> int: return len(MACHINE)
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> str: return f"h{i}"
+    def nvmlDeviceGetHandleByUUID(self, u: str) -> str: return f"h:{u}"
+    def nvmlDeviceGetUUID(self, h: str) -> bytes: return MACHINE[int(h[1:])].uuid.encode()
+    def nvmlDeviceGetMigMode(self, h: str) -> tuple[int, int]: raise self.NVMLError("not supported")
+
+
+def test_open_session_notes_the_cuda_device_nvml_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole lookup without a GPU: the driver double stands in for libnvidia-ml only."""
+    import sys
+    fake = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    session = nm.open_session(0, [U2, "GPU-00000000-dead-beef-0000-000000000000", U0],
+                              cuda_visible_devices="0,1,2")
+    assert session.status == "ok" and session.driver == "550.54.15"
+    assert session.handles == [(0, "h2"), (2, "h0")]        # CUDA index -> the handle of its UUID's GPU
+    assert session.notes == ["CUDA device 1 (uuid GPU-00000000-dead-beef-0000-000000000000) has no matching "
+                             "NVML device; not sampled"]
+    session.close()
+    assert fake.shutdown and session.handles == []
+
+
 @pytest.mark.parametrize(("gen", "width", "gbps"), [(3, 16, 15.76), (4, 16, 31.504), (5, 8, 31.504),
                                                      (None, 16, None), (4, 0, None), (9, 16, None)])
 def test_pcie_bandwidth(gen: int | None, width: int | None, gbps: float | None) -> None:
@@ -104,10 +166,12 @@ def test_real_nvml_uuid_mapping_and_inventory() -> None:
         assert resolved[0] is not None
         cuda_index, handle = resolved[0]
         info = nm.describe(pynvml, cuda_index, handle)
-        assert info["index"] == 0 and info["uuid"] == last.uuid
-        assert info["name"] and info["memory_total_mib"] > 0
-        assert set(info) == {"index", "name", "uuid", "pci_bus_id", "memory_total_mib", "pcie_link_gen",
-                             "pcie_link_width", "pcie_max_gbps", "nvlink_links"}
+        assert isinstance(info, GpuInfo)
+        assert info.index == 0 and info.uuid == last.uuid
+        assert info.name and info.memory_total_mib and info.memory_total_mib > 0
+        # and by UUID, the way the runner hands torch's UUIDs to the sampler
+        by_uuid, _ = nm.resolve_handles(pynvml, None, 1, [last.uuid])
+        assert by_uuid[0] is not None and nm.describe(pynvml, 0, by_uuid[0][1]).uuid == last.uuid
     finally:
         pynvml.nvmlShutdown()
 
@@ -115,14 +179,14 @@ def test_real_nvml_uuid_mapping_and_inventory() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(NVML_SKIP is not None, reason=NVML_SKIP or "")
 def test_real_sampler_writes_nvml_rows(tmp_path: Path) -> None:
-    from profiler.sampler import Sampler
+    from profiler.sampler import Sampler, SamplerConfig
     csv_path = tmp_path / vocab.SAMPLES_CSV
-    with Sampler(csv_path, period_s=0.05, n_gpus=1) as s:
+    with Sampler(SamplerConfig(csv_path=str(csv_path), period_s=0.05, n_gpus=1)) as s:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and "nvml,0," not in csv_path.read_text():
             time.sleep(0.05)
     assert s.nvml_status == "ok"
-    assert s.gpu_inventory() and s.gpu_inventory()[0]["index"] == 0
+    assert s.gpu_inventory() and s.gpu_inventory()[0].index == 0
     text = csv_path.read_text()
     assert f"nvml,0,{vocab.GPU_UTIL}," in text and f"nvml,0,{vocab.MEM_USED}," in text
     # a metric a card lacks is dropped with a note, never an error row

@@ -14,9 +14,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from profiler import metrics, vocab
-from profiler.sampler import Sampler
-from profiler.sampling import descendants
+from profiler import metrics
+from profiler.contract import vocab
+from profiler.contract.samples import read_samples
+from profiler.sampler import Sampler, SamplerConfig
+from profiler.sampler_engine import descendants
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +54,7 @@ def nvml_missing() -> bool:
 
 def test_isolated_sampler_writes_host_and_proc_rows(tmp_path: Path) -> None:
     path = tmp_path / vocab.SAMPLES_CSV
-    s = Sampler(path, period_s=0.02, n_gpus=0)
+    s = Sampler(SamplerConfig(csv_path=str(path), period_s=0.02, n_gpus=0))
     with s:
         assert s.in_child
         assert wait_for(lambda: has(path, "proc", "children", vocab.NUM_PROCS))
@@ -62,7 +64,7 @@ def test_isolated_sampler_writes_host_and_proc_rows(tmp_path: Path) -> None:
     keys = {(r["source"], r["device"], r["metric"]) for r in got}
     assert {("host", "all", vocab.CPU_PCT), ("host", "cpu0", vocab.CPU_PCT), ("host", "all", vocab.MEM_USED),
             ("proc", "main", vocab.CPU_PCT), ("proc", "main", vocab.RSS),
-            ("proc", "children", vocab.NUM_PROCS)} <= keys
+            ("proc", "children", vocab.NUM_PROCS), ("proc", "tree", vocab.CPU_CORES)} <= keys
     assert all(0 <= float(r["value"]) <= 100 for r in got if r["source"] == "host" and r["metric"] == "cpu_pct")
     main_rss = [float(r["value"]) for r in got if r["device"] == "main" and r["metric"] == vocab.RSS]
     assert min(main_rss) > 1   # this pytest process, in MiB
@@ -74,7 +76,7 @@ def test_isolated_sampler_writes_host_and_proc_rows(tmp_path: Path) -> None:
 @pytest.mark.skipif(not nvml_missing(), reason="this machine has NVML; the fallback is for machines without")
 def test_without_nvml_it_says_so_and_host_sampling_goes_on(tmp_path: Path) -> None:
     path = tmp_path / vocab.SAMPLES_CSV
-    with Sampler(path, period_s=0.02, n_gpus=2, cuda_visible_devices="GPU-1234") as s:
+    with Sampler(SamplerConfig(csv_path=str(path), period_s=0.02, gpu_uuids=("GPU-1234", "GPU-5678"))) as s:
         assert wait_for(lambda: has(path, "host", "all", vocab.CPU_PCT))
     assert s.nvml_status.startswith("NVML unavailable: ")
     assert s.gpu_inventory() == [] and s.driver is None
@@ -92,7 +94,7 @@ def test_a_failing_metric_is_noted_once_and_the_rest_keeps_sampling(tmp_path: Pa
         raise OSError("no /proc today")
 
     path = tmp_path / vocab.SAMPLES_CSV
-    s = Sampler(path, period_s=0.01,
+    s = Sampler(SamplerConfig(csv_path=str(path), period_s=0.01),
                 host_metrics=(metrics.HostMetric("broken_metric", "?", explode), *metrics.HOST_METRICS),
                 proc_metrics=(*metrics.PROC_METRICS, metrics.ProcMetric("broken_proc", "?", proc_explode)))
     assert not s.isolate       # custom tables run in-process
@@ -121,14 +123,32 @@ def test_children_rows_sum_the_descendants_of_the_root(tmp_path: Path) -> None:
         grandchild = int(child.stdout.readline())
         assert {child.pid, grandchild} <= set(descendants(os.getpid()))
         path = tmp_path / vocab.SAMPLES_CSV
-        with Sampler(path, period_s=0.05, root_pid=child.pid) as s:
+        with Sampler(SamplerConfig(csv_path=str(path), period_s=0.05, root_pid=child.pid)) as s:
             assert s.in_child
             assert wait_for(lambda: any(r["metric"] == vocab.NUM_PROCS and r["value"] == "1"
                                         and float(_cpu_after(path, r["time_ns"])) > 0 for r in rows(path)))
+            # the tree (launcher + its busy child) in cores: the child's core shows up
+            assert wait_for(lambda: bool(_tree_cores(path)) and max(_tree_cores(path)) > 0.5)
+        assert max(_tree_cores(path)) <= len(os.sched_getaffinity(0)) * 1.3
     finally:
         for p in psutil.Process(child.pid).children(recursive=True) + [psutil.Process(child.pid)]:
             p.kill()
         child.wait()
+
+
+def _tree_cores(path: Path) -> list[float]:
+    return [s.value for s in read_samples(path)
+            if (s.source, s.device, s.metric) == (vocab.SOURCE_PROC, vocab.PROC_TREE, vocab.CPU_CORES)]
+
+
+def test_the_config_crosses_to_the_sampler_process_whole(tmp_path: Path) -> None:
+    import msgspec
+    cfg = SamplerConfig(csv_path=str(tmp_path / "s.csv"), period_s=0.25, gpu_uuids=("GPU-a", "MIG-b"),
+                        per_core=False)
+    assert msgspec.json.decode(msgspec.json.encode(cfg), type=SamplerConfig) == cfg
+    assert cfg.root_pid == os.getpid() and cfg.gpus == 2
+    with pytest.raises(ValueError, match="positive"):
+        SamplerConfig(csv_path="x", period_s=0)
 
 
 def _cpu_after(path: Path, time_ns: str) -> str:
@@ -142,7 +162,7 @@ def _cpu_after(path: Path, time_ns: str) -> str:
 def test_appending_keeps_one_header(tmp_path: Path) -> None:
     path = tmp_path / vocab.SAMPLES_CSV
     for _ in range(2):
-        with Sampler(path, period_s=0.02, isolate=False):
+        with Sampler(SamplerConfig(csv_path=str(path), period_s=0.02), isolate=False):
             assert wait_for(lambda: has(path, "host", "all", vocab.CPU_PCT))
     assert path.read_text().count("time_ns,source") == 1
 
@@ -152,9 +172,8 @@ def test_sampler_process_ignores_ctrl_c_and_exits_when_the_run_dies(tmp_path: Pa
     script = textwrap.dedent(f"""
         import sys, os
         sys.path.insert(0, {str(REPO)!r})
-        from pathlib import Path
-        from profiler.sampler import Sampler
-        s = Sampler(Path({str(path)!r}), period_s=0.02).start()
+        from profiler.sampler import Sampler, SamplerConfig
+        s = Sampler(SamplerConfig(csv_path={str(path)!r}, period_s=0.02)).start()
         print(s._child.pid, flush=True)
         sys.stdin.readline()
         os._exit(0)          # dies without stop(), as a SIGKILLed run would
@@ -180,7 +199,7 @@ def test_when_the_sampler_process_cannot_start_it_samples_in_process(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     path = tmp_path / vocab.SAMPLES_CSV
-    with Sampler(path, period_s=0.02) as s:
+    with Sampler(SamplerConfig(csv_path=str(path), period_s=0.02)) as s:
         assert not s.in_child
         assert wait_for(lambda: has(path, "host", "all", vocab.CPU_PCT))
     assert any(n.startswith("sampler subprocess failed") and "sampling in-process" in n for n in s.notes)
@@ -190,7 +209,7 @@ def test_when_the_sampler_process_cannot_start_it_samples_in_process(
 def test_stop_is_prompt_even_when_a_forked_worker_holds_the_pipe(tmp_path: Path) -> None:
     """DataLoader workers are forked: they inherit the pipe to the sampler process."""
     path = tmp_path / vocab.SAMPLES_CSV
-    s = Sampler(path, period_s=0.02).start()
+    s = Sampler(SamplerConfig(csv_path=str(path), period_s=0.02)).start()
     pid = os.fork()
     if pid == 0:                      # the "worker": holds every inherited fd, does nothing
         time.sleep(30)

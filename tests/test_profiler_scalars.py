@@ -8,6 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from profiler.contract import vocab
+from profiler.contract.samples import SamplesError
 from profiler.scalars import samples_to_scalars, scalar_tag
 
 T0 = 1_795_000_000_000_000_000
@@ -53,7 +54,7 @@ def test_scalars_round_trip_through_tensorboard(tmp_path: Path) -> None:
 def test_not_a_samples_file_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "x.csv"
     p.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="not a samples.csv"):
+    with pytest.raises(SamplesError, match="not a samples.csv"):
         samples_to_scalars(p, SummaryWriter(log_dir=str(tmp_path / "tb")))
     empty = tmp_path / "empty.csv"
     empty.write_text("")

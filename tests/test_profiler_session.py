@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from profiler.contract import vocab
-from profiler.session import NullProfiler, Schedule, all_threads_config, make_profiler, phase
+from profiler.session import NullProfiler, Schedule, all_threads_config, devices_to_sync, make_profiler, phase
 
 
 def tiny_step(model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
@@ -141,9 +141,16 @@ def test_steps_needed() -> None:
 def test_torch_free_modules_do_not_import_torch() -> None:
     import subprocess
     import sys
-    code = ("import sys, profiler, profiler.contract.vocab, profiler.clock, profiler.metrics, profiler.nvml, "
-            "profiler.sampling, profiler.sampler, profiler.runinfo, profiler.scalars; "
-            "print('torch' in sys.modules)")
+    code = ("import sys, profiler, profiler.contract, profiler.clock, profiler.metrics, profiler.nvml, "
+            "profiler.sampler_engine, profiler.sampler, profiler.runinfo, profiler.scalars, profiler.cpualloc, "
+            "profiler.classad, models.nativelog; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False"
+
+
+def test_devices_to_sync_is_every_distinct_dp_device_else_the_own_one() -> None:
+    assert devices_to_sync(torch.device("cuda", 0), (0, 1, 2, 3)) == [0, 1, 2, 3]
+    assert devices_to_sync(torch.device("cuda", 0), (0, 0)) == [0]         # --device-ids 0,0
+    assert devices_to_sync(torch.device("cuda", 2)) == [2]                  # a DDP rank
+    assert devices_to_sync(torch.device("cpu"), (0, 1)) == []

@@ -1,16 +1,19 @@
-"""The sampling engine: threads in *this* process that write samples.csv.
+"""The sampling engine: the threads that write samples.csv, in whichever process runs them.
 
-`profiler.sampler.Sampler` normally runs this engine in a child process (so its
-/proc and NVML reads never wait on the training loop's GIL); the engine itself
-is usable in-process, which is how tests inject a failing metric row.
+`profiler.sampler.Sampler` (the front the runner uses) normally runs this engine in a child
+process, so its /proc and NVML reads never wait on the training loop's GIL; the engine itself
+is usable in-process, which is how tests inject a failing metric row. Both take one frozen
+:class:`SamplerConfig`, which crosses to the child as JSON.
 
 Long format ``time_ns,source,device,metric,value`` (``vocab.SAMPLES_HEADER``),
 appended and flushed every tick so a killed job still leaves its samples.
 ``time_ns`` is ``time.time_ns()``, the clock Kineto's ``baseTimeNanoseconds``
 uses, so samples and trace events line up. One thread samples the host and
 processes; each GPU gets its own thread because NVML's PCIe counters block
-~20 ms per read. Nothing here may stop training: every failure is caught,
-noted once in :attr:`Sampler.notes`, and sampling goes on. Torch-free.
+~20 ms per read. Every tick also writes ``proc,tree,cpu_cores``: the whole process
+tree's CPU in cores, to set beside the job's allocation (`profiler.cpualloc`).
+Nothing here may stop training: every failure is caught, noted once, and sampling
+goes on. Torch-free.
 """
 from __future__ import annotations
 
@@ -23,16 +26,50 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+import msgspec
 import psutil
 
 from profiler import metrics as m
 from profiler import nvml as nvmlmap
-from profiler.contract import vocab
 from profiler.clock import Ticker
+from profiler.contract import vocab
+from profiler.contract.runjson import GpuInfo
 
-__all__ = ["SamplerCore", "descendants"]
+__all__ = ["SamplerConfig", "SamplerCore", "descendants"]
 
-_FROM_ENV: Any = object()   # default for cuda_visible_devices: read os.environ at construction
+
+def _visible_from_env() -> str | None:
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+class SamplerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What to sample, once: the front, the engine and the child process all read this.
+
+    ``gpu_uuids`` is the driver UUID of every CUDA index of the run (from torch): the GPUs are
+    matched to NVML by it. Without it (a sampler started outside the runner), ``n_gpus`` CUDA
+    devices are found by parsing ``cuda_visible_devices`` (default: the environment's).
+    """
+
+    csv_path: str
+    period_s: float = 0.1
+    n_gpus: int = 0
+    gpu_uuids: tuple[str, ...] | None = None
+    root_pid: int = msgspec.field(default_factory=os.getpid)
+    cuda_visible_devices: str | None = msgspec.field(default_factory=_visible_from_env)
+    per_core: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.period_s > 0:
+            raise ValueError(f"sample period must be positive, got {self.period_s!r}")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.csv_path)
+
+    @property
+    def gpus(self) -> int:
+        """CUDA devices to sample: one per UUID when the mapping is known."""
+        return len(self.gpu_uuids) if self.gpu_uuids is not None else self.n_gpus
 
 
 class SamplerCore:
@@ -40,101 +77,65 @@ class SamplerCore:
 
     def __init__(
         self,
-        csv_path: Path,
-        period_s: float = 0.1,
-        n_gpus: int = 0,
-        root_pid: int | None = None,
-        cuda_visible_devices: str | None = _FROM_ENV,
+        config: SamplerConfig,
         *,
         nvml_metrics: Sequence[m.NvmlMetric] = m.NVML_METRICS,
         host_metrics: Sequence[m.HostMetric] = m.HOST_METRICS,
         proc_metrics: Sequence[m.ProcMetric] = m.PROC_METRICS,
-        per_core: bool = True,
     ) -> None:
-        if not period_s > 0:
-            raise ValueError(f"sample period must be positive, got {period_s!r}")
-        self.csv_path = Path(csv_path)
-        self.period_s = float(period_s)
-        self.n_gpus = int(n_gpus)
-        self.root_pid = os.getpid() if root_pid is None else int(root_pid)
-        self.cuda_visible_devices: str | None = (
-            os.environ.get("CUDA_VISIBLE_DEVICES") if cuda_visible_devices is _FROM_ENV else cuda_visible_devices)
+        self.config = config
+        self.csv_path = config.path
+        self.period_s = float(config.period_s)
         self.nvml_metrics = tuple(nvml_metrics)
         self.host_metrics = tuple(host_metrics)
         self.proc_metrics = tuple(proc_metrics)
-        self.per_core = per_core
 
         self.notes: list[str] = []
         self.rows_written = 0
-        self.driver: str | None = None
         self._noted: set[str] = set()
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._writer: Any = None
         self._threads: list[threading.Thread] = []
         self._tickers: list[Ticker] = []
-        self._nv: Any = None
-        self._nvml_status: str | None = None
-        self._handles: list[tuple[int, Any]] = []
-        self._inventory: list[dict[str, Any]] | None = None
+        self._nvml: nvmlmap.NvmlSession | None = None
+        self._inventory: list[GpuInfo] | None = None
         self._dropped: set[tuple[int, str]] = set()
         self._procs: dict[int, psutil.Process] = {}
         self._root: psutil.Process | None = None
         self._host: m.HostProbe | None = None
 
     # --- NVML ------------------------------------------------------------------
+    def _session(self) -> nvmlmap.NvmlSession:
+        """NVML and the run's GPU handles, opened on first use."""
+        if self._nvml is None:
+            c = self.config
+            self._nvml = nvmlmap.open_session(c.n_gpus, c.gpu_uuids, c.cuda_visible_devices)
+            for n in self._nvml.notes:
+                self._note(n)
+        return self._nvml
+
     @property
     def nvml_status(self) -> str:
         """"ok" or "NVML unavailable: <reason>" (initialises NVML on first use)."""
-        self._ensure_nvml()
-        assert self._nvml_status is not None
-        return self._nvml_status
+        return self._session().status
 
-    def _ensure_nvml(self) -> None:
-        if self._nvml_status is not None:
-            return
-        try:
-            import pynvml as nv
-        except ImportError as exc:
-            self._nvml_status = f"NVML unavailable: nvidia-ml-py not installed ({exc})"
-            return
-        try:
-            nv.nvmlInit()
-        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-            self._nvml_status = f"NVML unavailable: {nvmlmap.nvml_error_text(exc)}"
-            return
-        self._nv = nv
-        self._nvml_status = "ok"
-        try:
-            self.driver = nvmlmap.as_text(nv.nvmlSystemGetDriverVersion())
-        except Exception as exc:
-            self._note(f"NVML driver version unreadable: {nvmlmap.nvml_error_text(exc)}")
-        if self.n_gpus <= 0:
-            return
-        try:
-            visible = nvmlmap.parse_visible_devices(self.cuda_visible_devices)
-            resolved, _ = nvmlmap.resolve_handles(nv, visible, self.n_gpus)
-        except Exception as exc:
-            self._note(f"NVML device lookup failed, no GPU samples: {nvmlmap.nvml_error_text(exc)}")
-            return
-        for i, hit in enumerate(resolved):
-            if hit is None:
-                self._note(f"CUDA device {i} (CUDA_VISIBLE_DEVICES={self.cuda_visible_devices!r}) "
-                           "has no matching NVML device; not sampled")
-            else:
-                self._handles.append(hit)
+    @property
+    def driver(self) -> str | None:
+        return self._session().driver
 
-    def gpu_inventory(self) -> list[dict[str, Any]]:
+    @property
+    def nvml_open(self) -> bool:
+        return self._nvml is not None and self._nvml.nv is not None
+
+    def gpu_inventory(self) -> list[GpuInfo]:
         """run.json ``environment.gpus``: one entry per sampled CUDA device ([] without NVML)."""
-        self._ensure_nvml()
+        session = self._session()
         if self._inventory is None:
-            inv: list[dict[str, Any]] = []
-            for cuda_index, handle in self._handles:
-                try:
-                    inv.append(nvmlmap.describe(self._nv, cuda_index, handle))
-                except Exception as exc:
-                    self._note(f"GPU {cuda_index} description failed: {nvmlmap.nvml_error_text(exc)}")
-            self._inventory = inv
+            before = len(session.notes)
+            self._inventory = nvmlmap.describe_all(session)
+            for n in session.notes[before:]:
+                self._note(n)
         return list(self._inventory)
 
     # --- lifecycle -------------------------------------------------------------
@@ -142,7 +143,7 @@ class SamplerCore:
         """Open samples.csv (header if new) and start the sampling threads."""
         if self._threads:
             raise RuntimeError("sampler already started")
-        self._ensure_nvml()
+        session = self._session()
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
         self._file = open(self.csv_path, "a", newline="", encoding="utf-8")
@@ -154,7 +155,7 @@ class SamplerCore:
         self._prime_host()
         # first samples one period after start: CPU % needs an interval to mean anything
         self._spawn("scalescope-sampler-host", self._tick_host)
-        for cuda_index, handle in self._handles:
+        for cuda_index, handle in session.handles:
             self._spawn(f"scalescope-sampler-gpu{cuda_index}", self._tick_gpu, cuda_index, handle)
         return self
 
@@ -175,13 +176,8 @@ class SamplerCore:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-        if self._nv is not None:
-            try:
-                self._nv.nvmlShutdown()
-            except Exception:
-                pass
-            self._nv = None
-            self._handles = []
+        if self._nvml is not None:
+            self._nvml.close()
 
     def __enter__(self) -> "SamplerCore":
         return self.start()
@@ -225,10 +221,11 @@ class SamplerCore:
 
     def _prime_host(self) -> None:
         self._host = m.HostProbe()
+        root_pid = self.config.root_pid
         try:
-            self._root = psutil.Process(self.root_pid)
+            self._root = psutil.Process(root_pid)
         except psutil.Error as exc:
-            self._note(f"process {self.root_pid} not found, no proc rows: {exc}")
+            self._note(f"process {root_pid} not found, no proc rows: {exc}")
             self._root = None
         for group in self._process_groups().values():
             for p in group:
@@ -264,25 +261,33 @@ class SamplerCore:
         for metric in self.host_metrics:
             try:
                 for device, value in metric.read(self._host):
-                    if self.per_core or not device.startswith("cpu"):
+                    if self.config.per_core or not device.startswith("cpu"):
                         rows.append((now, vocab.SOURCE_HOST, device, metric.name, float(value)))
             except Exception as exc:
                 self._note(f"host {metric.name} failed: {type(exc).__name__}: {exc}",
                            key=f"host:{metric.name}:{type(exc).__name__}")
+        cpu_pct: dict[str, float] = {}
         for group, procs in self._process_groups().items():
             for metric in self.proc_metrics:
                 if group not in metric.groups:
                     continue
                 try:
-                    rows.append((now, vocab.SOURCE_PROC, group, metric.name, float(metric.read(procs))))
+                    value = float(metric.read(procs))
                 except Exception as exc:
                     self._note(f"proc {group} {metric.name} failed: {type(exc).__name__}: {exc}",
                                key=f"proc:{group}:{metric.name}:{type(exc).__name__}")
+                    continue
+                rows.append((now, vocab.SOURCE_PROC, group, metric.name, value))
+                if metric.name == vocab.CPU_PCT:
+                    cpu_pct[group] = value
+        if vocab.PROC_MAIN in cpu_pct:   # the whole tree, in cores: what the allocation bounds
+            tree = (cpu_pct[vocab.PROC_MAIN] + cpu_pct.get(vocab.PROC_CHILDREN, 0.0)) / 100.0
+            rows.append((now, vocab.SOURCE_PROC, vocab.PROC_TREE, vocab.CPU_CORES, tree))
         self._write(rows)
 
     def _tick_gpu(self, cuda_index: int, handle: Any) -> None:
         now = time.time_ns()
-        nv = self._nv
+        nv = self._nvml.nv if self._nvml is not None else None
         rows: list[tuple[int, str, str, str, float]] = []
         device = str(cuda_index)
         for metric in self.nvml_metrics:
