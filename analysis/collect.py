@@ -9,7 +9,6 @@ overwritten. Torch-free: this runs on the submit node.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
+from profiler.contract.runjson import RunJsonError, decode_run_json
 from profiler.contract.vocab import RUN_JSON
 
 WRAPPER_JSON = "condor_wrapper.json"   # written by condor/run.sh into every run folder
@@ -68,9 +68,10 @@ def _status(run_json: bytes | None) -> str:
     if run_json is None:
         return "no run.json"
     try:
-        return str(json.loads(run_json).get("status", "unknown"))
-    except (ValueError, AttributeError):
+        info, _notes = decode_run_json(run_json)
+    except RunJsonError:
         return "unreadable run.json"
+    return info.status or "unknown"
 
 
 def read_tarball(path: Path) -> list[RunInTar]:

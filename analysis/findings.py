@@ -1,14 +1,18 @@
-"""Numbered findings (claims with their figures) and recommendations ranked by predicted saving.
+"""Findings (claims with their figures) and recommendations ranked by predicted saving: the rules only.
 
-Every threshold lives in `Thresholds` below; a finding fires only when its figure crosses one,
-and every recommendation states how its saving was obtained (measured or assumed).
+Each rule returns a typed figures record or None; no rule writes a sentence (analysis.phrasing
+does). Every threshold lives in `Thresholds`; a finding fires only when its figure crosses one,
+and every recommendation carries how its saving was obtained (measured, predicted or assumed).
+CPU claims compare the run's whole process tree (samples.csv proc/tree cpu_cores) with the job's
+CPU allocation (run.json environment.cpu_allocation), never with the machine's mean CPU %.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from analysis.scaling import DP_STRATEGIES, CostModel, PhaseScaling, RunMetrics, ddp_prediction_ms, phase_scaling
+from analysis.costmodel import CostModel, ddp_allreduce_ms
+from analysis.scaling import PhaseScaling, RunMetrics, phase_scaling
 from profiler.contract import vocab
 
 
@@ -27,7 +31,7 @@ class Thresholds:
     imbalance: float = 0.30              # busiest minus least busy GPU of one process
     similar_busy: float = 0.10           # GPUs within this of each other are reported together
     low_gpu_util_pct: float = 50.0       # NVML mean utilisation
-    host_cpu_saturated_pct: float = 90.0 # host CPU mean counts as saturated
+    cpu_saturated: float = 0.90          # process tree's mean cores ÷ the job's CPU allocation
     comm_mismatch: float = 2.0           # measured/predicted comm outside [1/x, x] -> said
     amp_min_compute_share: float = 0.40  # AMP only suggested when compute dominates
     amp_compute_saving: float = 0.40     # ASSUMED share of compute time AMP removes (not measured)
@@ -36,63 +40,152 @@ class Thresholds:
     min_saving_share: float = 0.02       # recommendations saving less than this are dropped
     phase_over_ideal: float = 1.5        # a phase taking this many times its ideal-scaling time -> named
     phase_excess_share: float = 0.05     # ... when the time above ideal is at least this share of the step
-    cpu_shared_cores: float = 1.0        # CPU run with N processes on <= this × the 1-device run's cores -> finding
+    cpu_shared_cores: float = 1.0        # CPU run with N processes on <= this × the 1-device run's CPUs -> finding
 
 
 THRESHOLDS = Thresholds()
 
 
-@dataclass
+# --- figures ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Where:
+    """The run a figure is about, as a sentence names it."""
+
+    run: str
+    strategy: str
+    device_type: str
+    devices: int
+
+
+def where(m: RunMetrics) -> Where:
+    return Where(m.name, m.strategy, m.device_type, m.devices)
+
+
+@dataclass(frozen=True)
+class ScalingFigures:
+    at: Where
+    speedup: float
+    efficiency: float
+    images_per_s: float | None
+    baseline: str | None
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    phase: str                  # vocab label
+    measured_ms: float
+    ideal_ms: float
+    baseline_ms: float
+    ratio: float
+    reason: str                 # why it does not shrink: one of PHASE_REASONS, "" when the data does not say
+
+
+PHASE_REASONS = ("optimizer_not_divided", "loss_on_gpu0", "waits_for_allreduce", "dp_parts")
+
+
+@dataclass(frozen=True)
+class PhaseScalingFigures:
+    at: Where
+    baseline: str
+    per_device_batch: int
+    rows: list[PhaseRow]
+    above_ideal_ms: float
+    step_ms: float
+    parameters: int | None
+    global_batch: int | None
+    comm_ms: float
+    dp_parts_ms: dict[str, float]          # replicate / parallel_apply / gather ... per step, inside forward
+
+
+@dataclass(frozen=True)
+class CpuSharingFigures:
+    at: Where
+    cpus: float
+    omp_num_threads: int | None
+    baseline: str
+    baseline_cpus: float
+    compute_ms_per_image: float | None = None
+    baseline_compute_ms_per_image: float | None = None
+    rank_cores: float | None = None
+    baseline_cores: float | None = None
+    core_ms_per_image: float | None = None
+    baseline_core_ms_per_image: float | None = None
+
+
+@dataclass(frozen=True)
+class CommFigures:
+    at: Where
+    share: float
+    comm_ms: float
+    step_ms: float
+    bytes_per_step: int | None = None
+    bytes_complete: bool = True
+    bandwidth_gbps: float | None = None
+    bandwidth_source: str = ""
+    predicted_ms: float | None = None
+    measured_over_predicted: float | None = None
+    mismatch: str = ""                     # "slower" | "faster" | "" (within Thresholds.comm_mismatch)
+    overlap: float | None = None
+
+
+@dataclass(frozen=True)
+class ImbalanceFigures:
+    at: Where
+    top_index: int
+    top_busy: float
+    others: list[tuple[int, float]]        # (CUDA index, busy share), by index
+    others_similar: bool                   # within Thresholds.similar_busy: said as one figure
+
+
+@dataclass(frozen=True)
+class ShareFigures:
+    """A breakdown category's share of the step (data loading, host→device, host overhead, idle, unclassified)."""
+
+    at: Where
+    category: str
+    share: float
+    part_ms: float
+    step_ms: float
+
+
+@dataclass(frozen=True)
+class DataLoadingFigures(ShareFigures):
+    workers: int | None = None
+    cpus: float | None = None
+    cpus_source: str | None = None
+    tree_cpu_cores: float | None = None
+
+
+@dataclass(frozen=True)
+class HostToDeviceFigures(ShareFigures):
+    pin_memory: bool | None = None
+    htod_gbps: float | None = None
+
+
+@dataclass(frozen=True)
+class CpuSaturatedFigures:
+    at: Where
+    cpus: float
+    cpus_source: str | None
+    tree_cpu_cores: float
+    workers: int | None
+    processes: int
+    data_share: float
+
+
+@dataclass(frozen=True)
+class GpuUtilFigures:
+    at: Where
+    mean_pct: float
+    per_gpu_pct: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Finding:
     kind: str
     run: str
-    text: str
-    figures: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Recommendation:
-    kind: str
-    run: str
-    text: str
-    saving_ms: float
-    step_ms: float
-    basis: str                           # "measured" | "predicted" | "assumed"
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def saving_share(self) -> float:
-        return self.saving_ms / self.step_ms if self.step_ms > 0 else 0.0
-
-
-def pct(x: float) -> str:
-    return f"{x * 100:.0f} %"
-
-
-def gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
-def ms(x: float) -> str:
-    """Milliseconds to the precision that matters: 6707, 86.4, 2.15."""
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
-
-
-def _where(m: RunMetrics) -> str:
-    if m.device_type == "cuda":
-        unit = "GPU" if m.devices == 1 else "GPUs"
-    else:
-        unit = "CPU" if m.devices == 1 else "CPU processes"
-    return f"{m.strategy} at {m.devices} {unit} ({m.name})"
-
-
-def _span(indices: list[int]) -> str:
-    idx = sorted(indices)
-    if len(idx) == 1:
-        return f"GPU {idx[0]}"
-    if idx == list(range(idx[0], idx[-1] + 1)):
-        return f"GPUs {idx[0]}–{idx[-1]}"
-    return "GPUs " + ", ".join(str(i) for i in idx)
+    figures: Any                           # one of the *Figures records above
 
 
 # --- findings ---------------------------------------------------------------------------------
@@ -100,70 +193,46 @@ def _span(indices: list[int]) -> str:
 def _scaling(m: RunMetrics, t: Thresholds) -> Finding | None:
     if m.devices <= 1 or m.speedup is None or m.efficiency is None:
         return None
+    figs = ScalingFigures(where(m), m.speedup, m.efficiency, m.images_per_s, m.baseline)
     if m.efficiency > t.superlinear_efficiency:
-        return Finding("superlinear", m.name,
-                       f"{_where(m)}: {m.speedup:.2f}× the 1-device run ({m.baseline}) on {m.devices} devices — "
-                       f"efficiency {pct(m.efficiency)} is more than linear, so the two runs did not run under the "
-                       "same conditions (threads per process, other load, caches, batch); compare them with care",
-                       {"speedup": m.speedup, "efficiency": m.efficiency})
+        return Finding("superlinear", m.name, figs)
     if m.efficiency >= t.poor_efficiency:
         return None
-    ips = f"{m.images_per_s:.1f}" if m.images_per_s is not None and m.images_per_s < 10 else f"{m.images_per_s:.0f}"
-    return Finding("scaling", m.name,
-                   f"{_where(m)}: {ips} images/s, only {m.speedup:.2f}× the 1-device run's images/s "
-                   f"({m.baseline}; scaling efficiency {pct(m.efficiency)}, ideal {m.devices:.0f}×)",
-                   {"speedup": m.speedup, "efficiency": m.efficiency, "images_per_s": m.images_per_s})
+    return Finding("scaling", m.name, figs)
 
 
-def _params(m: RunMetrics) -> str:
-    if not m.parameters:
-        return "all"
-    return f"all {m.parameters / 1e6:.0f} M" if m.parameters >= 1e6 else f"all {m.parameters:,}"
-
-
-def _phase_why(m: RunMetrics, p: PhaseScaling) -> str:
+def _phase_reason(m: RunMetrics, p: PhaseScaling) -> str:
     """The mechanism behind a phase that does not shrink, where the strategy says what it is."""
     if p.phase == vocab.OPTIMIZER:
-        who = (f"every rank updates {_params(m)} parameters" if m.strategy == "ddp" else
-               f"GPU 0 alone updates {_params(m)} parameters" if m.strategy in DP_STRATEGIES else
-               f"the step updates {_params(m)} parameters")
-        return (f"{ms(p.baseline_ms)} ms in the 1-device run: {who}, so it does not shrink with N; "
-                f"{pct(p.measured_ms / m.step_ms) if m.step_ms else '?'} of the step")
-    if p.phase == vocab.LOSS and m.strategy in DP_STRATEGIES and m.global_batch:
-        return f"GPU 0 alone computes it over the gathered batch of {m.global_batch}"
-    if p.phase == vocab.BACKWARD and m.strategy == "ddp" and m.parts_ms.get(vocab.COMMUNICATION, 0.0) > 0:
-        return (f"it also waits for the all-reduce: {ms(m.parts_ms[vocab.COMMUNICATION])} ms of exposed "
-                "communication per step in all")
-    if p.phase == vocab.FORWARD and m.strategy in DP_STRATEGIES:
-        dp = [(lbl.removeprefix(vocab.PREFIX + "dp."), m.phase_ms[lbl]) for lbl in vocab.DP_PHASES
-              if m.phase_ms.get(lbl, 0.0) > 0]
-        if dp:
-            return "of which " + ", ".join(f"{n} {ms(v)}" for n, v in dp) + " ms"
+        return "optimizer_not_divided"
+    if p.phase == vocab.LOSS and m.strategy in vocab.DP_STRATEGIES and m.global_batch:
+        return "loss_on_gpu0"
+    if p.phase == vocab.BACKWARD and m.strategy == vocab.DDP and m.parts_ms.get(vocab.COMMUNICATION, 0.0) > 0:
+        return "waits_for_allreduce"
+    if p.phase == vocab.FORWARD and m.strategy in vocab.DP_STRATEGIES and _dp_parts(m):
+        return "dp_parts"
     return ""
+
+
+def _dp_parts(m: RunMetrics) -> dict[str, float]:
+    return {lbl: m.phase_ms[lbl] for lbl in vocab.DP_PHASES if m.phase_ms.get(lbl, 0.0) > 0}
 
 
 def _phase_scaling(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Finding | None:
     """Which phases did not shrink as ideal scaling predicts (per-device batch vs the 1-device run's)."""
-    if base is None or m.devices <= 1 or m.step_ms is None or m.step_ms_source != "trace":
+    if base is None or m.devices <= 1 or m.step_ms is None or m.step_ms_source != "trace" or not m.per_device_batch:
         return None
     phases = phase_scaling(m, base)
     rows = [p for p in phases if p.ratio >= t.phase_over_ideal and p.excess_ms >= t.phase_excess_share * m.step_ms]
     if not rows:
         return None
     rows.sort(key=lambda p: -p.excess_ms)
-    items = []
-    for p in rows:
-        why = _phase_why(m, p)
-        items.append(f"{p.phase.removeprefix(vocab.PREFIX)} {ms(p.measured_ms)} vs ideal {ms(p.ideal_ms)} ms "
-                     f"({p.ratio:.1f}×{'; ' + why if why else ''})")
-    above = sum(p.excess_ms for p in phases if p.excess_ms > 0)
-    text = (f"{m.name}: per-step phases vs {base.name} scaled to {m.per_device_batch} images per device "
-            f"(ideal scaling): " + "; ".join(items)
-            + f" — {ms(above)} ms of the {ms(m.step_ms)} ms step is above ideal")
-    figs: dict[str, Any] = {"baseline": base.name, "above_ideal_ms": above,
-                            **{p.phase: {"measured_ms": p.measured_ms, "ideal_ms": p.ideal_ms,
-                                         "baseline_ms": p.baseline_ms, "ratio": p.ratio} for p in rows}}
-    return Finding("phase_scaling", m.name, text, figs)
+    return Finding("phase_scaling", m.name, PhaseScalingFigures(
+        at=where(m), baseline=base.name, per_device_batch=m.per_device_batch,
+        rows=[PhaseRow(p.phase, p.measured_ms, p.ideal_ms, p.baseline_ms, p.ratio, _phase_reason(m, p)) for p in rows],
+        above_ideal_ms=sum(p.excess_ms for p in phases if p.excess_ms > 0), step_ms=m.step_ms,
+        parameters=m.parameters, global_batch=m.global_batch,
+        comm_ms=m.parts_ms.get(vocab.COMMUNICATION, 0.0), dp_parts_ms=_dp_parts(m)))
 
 
 def _cores_used(threads: int | None, cores: float) -> float:
@@ -171,95 +240,69 @@ def _cores_used(threads: int | None, cores: float) -> float:
 
 
 def _cpu_sharing(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Finding | None:
-    """N CPU processes on no more cores than the 1-device run had alone: compute cannot speed up."""
+    """N CPU processes on no more CPUs than the 1-device run had alone: compute cannot speed up."""
     if (base is None or m.device_type != "cpu" or base.device_type != "cpu" or m.devices <= 1
-            or not m.cpus_allowed or not base.cpus_allowed or m.cpus_allowed > t.cpu_shared_cores * base.cpus_allowed):
+            or not m.cpus or not base.cpus or m.cpus > t.cpu_shared_cores * base.cpus):
         return None
-    n, cores = m.devices, m.cpus_allowed
-    per_rank = cores / n
-    who = "DDP processes" if m.strategy == "ddp" else "processes"
-    if m.omp_num_threads:
-        threads = f"{m.omp_num_threads} thread{'s' if m.omp_num_threads != 1 else ''} each"
-        if n * m.omp_num_threads > cores:
-            threads += f": {n * m.omp_num_threads} threads on {cores} cores, oversubscribed"
-    else:
-        threads = "OMP_NUM_THREADS unset: each may start a thread per core, oversubscribing them"
-    same = "the same" if cores == base.cpus_allowed else "fewer than the"
-    text = (f"{m.name}: {n} {who} share {cores} cores ({threads}), {same} {base.cpus_allowed} cores "
-            f"{base.name} had alone")
-    figs: dict[str, Any] = {"processes": n, "cpus_allowed": cores, "omp_num_threads": m.omp_num_threads,
-                            "baseline_cpus_allowed": base.cpus_allowed}
+    figs = CpuSharingFigures(where(m), m.cpus, m.omp_num_threads, base.name, base.cpus)
     comp, comp0 = m.parts_ms.get(vocab.COMPUTE, 0.0), base.parts_ms.get(vocab.COMPUTE, 0.0)
     if (m.step_ms_source == base.step_ms_source == "trace" and comp > 0 and comp0 > 0
             and m.per_device_batch and base.per_device_batch):
-        c_rank = _cores_used(m.omp_num_threads, per_rank)
-        c_base = _cores_used(base.omp_num_threads, float(base.cpus_allowed))
+        c_rank = _cores_used(m.omp_num_threads, m.cpus / m.devices)
+        c_base = _cores_used(base.omp_num_threads, base.cpus)
         x, y = comp / m.per_device_batch, comp0 / base.per_device_batch
-        text += (f": compute per image {ms(x)} ms on each rank's {c_rank:g} core{'s' if c_rank != 1 else ''} vs "
-                 f"{ms(y)} ms on {c_base:g} in the 1-device run = {ms(x * c_rank)} vs {ms(y * c_base)} core-ms per "
-                 "image")
-        figs.update(compute_ms_per_image=x, baseline_compute_ms_per_image=y, core_ms_per_image=x * c_rank,
-                    baseline_core_ms_per_image=y * c_base)
-    text += f"; processes on the same cores add no compute, so on these cores the ideal is 1×, not {n}×"
-    return Finding("cpu_sharing", m.name, text, figs)
+        figs = CpuSharingFigures(where(m), m.cpus, m.omp_num_threads, base.name, base.cpus, x, y, c_rank, c_base,
+                                 x * c_rank, y * c_base)
+    return Finding("cpu_sharing", m.name, figs)
+
+
+def _share(m: RunMetrics, category: str, limit: float) -> tuple[float, float] | None:
+    """(share, ms per step) of a breakdown category when it reaches limit."""
+    share = m.shares.get(category, 0.0)
+    if m.step_ms is None or m.step_ms_source != "trace" or share < limit:
+        return None
+    return share, m.parts_ms[category]
 
 
 def _comm(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:
-    if m.device_type == "cpu":
-        what = f"{m.devices} gloo processes: all-reduce"
-    elif m.strategy in DP_STRATEGIES:
-        what = f"at {m.devices} GPUs scatter/replicate/gather/reduce"
-    elif m.strategy == "ddp":
-        what = f"at {m.devices} GPUs the exposed NCCL all-reduce"
-    else:
-        what = "communication"
-    f = _share_finding(m, vocab.COMMUNICATION, t.comm_share, "communication", what, ms_key="comm_ms")
-    if f is None:
+    got = _share(m, vocab.COMMUNICATION, t.comm_share)
+    if got is None or m.step_ms is None:
         return None
-    comm_ms, figs = f.figures["comm_ms"], f.figures
-    figs["step_ms"] = m.step_ms
+    share, comm_ms = got
+    extra: dict[str, Any] = {}
     if cost is not None and cost.items:
-        moved = cost.bytes_per_step
-        f.text += f": {gb(moved)}{' (estimate)' if cost.estimated else ''} moved per step"
-        figs["bytes_per_step"] = moved
+        extra.update(bytes_per_step=cost.bytes_per_step, bytes_complete=cost.complete)
         if cost.bandwidth_gbps:
-            f.text += f" at {cost.bandwidth_gbps:.1f} GB/s ({cost.bandwidth_source})"
-            figs["bandwidth_gbps"] = cost.bandwidth_gbps
+            extra.update(bandwidth_gbps=cost.bandwidth_gbps, bandwidth_source=cost.bandwidth_source)
         if cost.predicted_comm_ms:
             ratio = comm_ms / cost.predicted_comm_ms
-            f.text += f" = {cost.predicted_comm_ms:.1f} ms predicted"
-            if ratio > t.comm_mismatch:
-                f.text += f"; measured is {ratio:.1f}× that (time beyond raw transfer: launches, syncs, contention)"
-            elif ratio < 1 / t.comm_mismatch:
-                f.text += f"; measured is {ratio:.2f}× that (copies run in parallel or hide under other work)"
-            figs["predicted_ms"] = cost.predicted_comm_ms
-    if m.comm_overlap is not None:
-        f.text += f"; {pct(m.comm_overlap)} of the all-reduce overlaps backward"
-        figs["overlap"] = m.comm_overlap
-    return f
+            extra.update(predicted_ms=cost.predicted_comm_ms, measured_over_predicted=ratio,
+                         mismatch="slower" if ratio > t.comm_mismatch else
+                         "faster" if ratio < 1 / t.comm_mismatch else "")
+    return Finding("communication", m.name, CommFigures(where(m), share, comm_ms, m.step_ms, overlap=m.comm_overlap,
+                                                        **extra))
 
 
-def _data(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Finding | None:
-    f = _share_finding(m, vocab.DATA_LOADING, t.data_share, "data_loading", "DataLoader wait", ms_key="data_ms")
-    if f is None:
+def _data(m: RunMetrics, t: Thresholds) -> Finding | None:
+    got = _share(m, vocab.DATA_LOADING, t.data_share)
+    if got is None or m.step_ms is None:
         return None
-    figs = f.figures
-    if m.workers is not None and m.cpus_allowed is not None and m.workers >= m.cpus_allowed:
-        f.text += (f"; {m.workers} workers share {m.cpus_allowed} CPU{'s' if m.cpus_allowed != 1 else ''} "
-                   f"(cpus_allowed={m.cpus_allowed})")
-        figs.update(workers=m.workers, cpus_allowed=m.cpus_allowed)
-    elif m.workers == 0:
-        f.text += "; workers=0: the training process decodes and augments every batch itself"
-        figs["workers"] = 0
-    host = samples.get("host_cpu_pct")
-    if host is not None:
-        f.text += f", host CPU at {host:.0f} %"
-        figs["host_cpu_pct"] = host
-    kids = samples.get("children_cpu_pct")
-    if kids is not None:
-        f.text += f", child processes (DataLoader workers) use {kids:.0f} % of a core"
-        figs["children_cpu_pct"] = kids
-    return f
+    return Finding("data_loading", m.name, DataLoadingFigures(
+        where(m), vocab.DATA_LOADING, got[0], got[1], m.step_ms, workers=m.workers, cpus=m.cpus,
+        cpus_source=m.cpus_source, tree_cpu_cores=m.tree_cpu_cores))
+
+
+def cpu_saturated(m: RunMetrics, t: Thresholds) -> bool:
+    return m.cpus is not None and m.tree_cpu_cores is not None and m.tree_cpu_cores >= t.cpu_saturated * m.cpus
+
+
+def _cpu_saturated(m: RunMetrics, t: Thresholds) -> Finding | None:
+    """The job's CPUs are all busy: the process tree's mean cores reach its allocation."""
+    if not cpu_saturated(m, t) or m.cpus is None or m.tree_cpu_cores is None:
+        return None
+    return Finding("cpu_saturated", m.name, CpuSaturatedFigures(
+        where(m), m.cpus, m.cpus_source, m.tree_cpu_cores, m.workers, m.processes,
+        m.shares.get(vocab.DATA_LOADING, 0.0) if m.step_ms_source == "trace" else 0.0))
 
 
 def _imbalance(m: RunMetrics, t: Thresholds) -> Finding | None:
@@ -274,52 +317,36 @@ def _imbalance(m: RunMetrics, t: Thresholds) -> Finding | None:
         top, rest = devs[0], devs[1:]
         if top.busy - min(d.busy for d in rest) < t.imbalance:
             continue
-        if max(d.busy for d in rest) - min(d.busy for d in rest) <= t.similar_busy:
-            others = f"{_span([d.index for d in rest])} busy {pct(sum(d.busy for d in rest) / len(rest))}"
-        else:
-            others = ", ".join(f"GPU {d.index} busy {pct(d.busy)}" for d in sorted(rest, key=lambda d: d.index))
-        return Finding("imbalance", m.name,
-                       f"GPU {top.index} busy {pct(top.busy)}, {others} ({m.name}: one process drives "
-                       f"all GPUs and GPU {top.index} also gathers, computes the loss and steps the optimizer)",
-                       {d.device: d.busy for d in devs})
+        similar = max(d.busy for d in rest) - min(d.busy for d in rest) <= t.similar_busy
+        return Finding("imbalance", m.name, ImbalanceFigures(
+            where(m), top.index, top.busy, [(d.index, d.busy) for d in sorted(rest, key=lambda d: d.index)], similar))
     return None
 
 
-def _share_finding(m: RunMetrics, category: str, limit: float, kind: str, what: str,
-                   ms_key: str = "ms") -> Finding | None:
-    """'<what> is N % of the step (a of b ms, run)' when the category's share reaches limit."""
-    share = m.shares.get(category, 0.0)
-    if m.step_ms is None or share < limit:
-        return None
-    part_ms = m.parts_ms[category]
-    return Finding(kind, m.name,
-                   f"{what} is {pct(share)} of the step ({part_ms:.1f} of {m.step_ms:.1f} ms, {m.name})",
-                   {"share": share, ms_key: part_ms})
-
-
 def _h2d(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Finding | None:
-    f = _share_finding(m, vocab.H2D_COPY, t.h2d_share, "host_to_device", "host→device input copying")
-    if f is None:
+    got = _share(m, vocab.H2D_COPY, t.h2d_share)
+    if got is None or m.step_ms is None:
         return None
-    if m.pin_memory is False:
-        f.text += "; pin_memory is off"
-    if cost is not None and "memcpy HtoD" in cost.bandwidths:
-        f.text += f"; HtoD copies ran at {cost.bandwidths['memcpy HtoD']:.1f} GB/s"
-    return f
+    htod = cost.bandwidths.get("memcpy HtoD") if cost is not None else None
+    return Finding("host_to_device", m.name, HostToDeviceFigures(
+        where(m), vocab.H2D_COPY, got[0], got[1], m.step_ms, pin_memory=m.pin_memory, htod_gbps=htod))
 
 
-def _gpu_util(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Finding | None:
-    mean = samples.get("mean_gpu_util_pct")
-    if mean is None or mean >= t.low_gpu_util_pct:
+def _plain_share(m: RunMetrics, kind: str, category: str, limit: float) -> Finding | None:
+    got = _share(m, category, limit)
+    if got is None or m.step_ms is None:
         return None
-    per = samples.get("gpu_util_pct") or {}
-    detail = ", ".join(f"GPU {d} {v:.0f} %" for d, v in per.items())
-    return Finding("gpu_util", m.name, f"NVML: mean GPU utilisation {mean:.0f} % over the run ({detail}; {m.name})",
-                   {"mean_gpu_util_pct": mean, **{f"gpu{d}": v for d, v in per.items()}})
+    return Finding(kind, m.name, ShareFigures(where(m), category, got[0], got[1], m.step_ms))
 
 
-def findings_for(m: RunMetrics, cost: CostModel | None, samples: dict[str, Any],
-                 t: Thresholds = THRESHOLDS, base: RunMetrics | None = None) -> list[Finding]:
+def _gpu_util(m: RunMetrics, t: Thresholds) -> Finding | None:
+    if m.mean_gpu_util_pct is None or m.mean_gpu_util_pct >= t.low_gpu_util_pct:
+        return None
+    return Finding("gpu_util", m.name, GpuUtilFigures(where(m), m.mean_gpu_util_pct, dict(m.gpu_util_pct)))
+
+
+def findings_for(m: RunMetrics, cost: CostModel | None, t: Thresholds = THRESHOLDS,
+                 base: RunMetrics | None = None) -> list[Finding]:
     """Every finding one run supports, in reading order (base: its 1-device run, for the phase comparisons)."""
     out = [
         _scaling(m, t),
@@ -327,89 +354,172 @@ def findings_for(m: RunMetrics, cost: CostModel | None, samples: dict[str, Any],
         _cpu_sharing(m, base, t),
         _comm(m, cost, t),
         _imbalance(m, t),
-        _data(m, samples, t),
+        _cpu_saturated(m, t),
+        _data(m, t),
         _h2d(m, cost, t),
-        _share_finding(m, vocab.HOST_OVERHEAD, t.host_overhead_share, "host_overhead",
-                       "host overhead (Python, dispatch, launches, DP replica threads) while no device works"),
-        _share_finding(m, vocab.IDLE, t.idle_share, "idle", "nothing busy (idle)"),
-        _share_finding(m, vocab.UNCLASSIFIED, t.unclassified_share, "unclassified",
-                       "time in events the classifier does not know (unclassified)"),
-        _gpu_util(m, samples, t),
+        _plain_share(m, "host_overhead", vocab.HOST_OVERHEAD, t.host_overhead_share),
+        _plain_share(m, "idle", vocab.IDLE, t.idle_share),
+        _plain_share(m, "unclassified", vocab.UNCLASSIFIED, t.unclassified_share),
+        _gpu_util(m, t),
     ]
     return [f for f in out if f is not None]
 
 
+def cpu_notes(m: RunMetrics, has_run_json: bool, sample_rows: int) -> list[str]:
+    """What is missing for the CPU claims (only for runs with run.json: a bare trace folder has no job)."""
+    if not has_run_json:
+        return []
+    out = []
+    if m.cpus is None:
+        out.append("no CPU allocation in run.json (environment.cpu_allocation): the process tree's CPU is not "
+                   "compared with the job's CPUs")
+    if m.tree_cpu_cores is None:
+        where_ = "samples.csv has no" if sample_rows else "no samples.csv, so no"
+        out.append(f"{where_} process-tree CPU rows (proc,tree,cpu_cores): no CPU saturation claim")
+    return out
+
+
 # --- recommendations --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DdpFigures:
+    """How DDP's step was obtained: `how` is "measured_run" | "per_rank" | "allreduce" | "no_bandwidth"."""
+
+    how: str
+    step_ms: float
+    ddp_ms: float | None = None
+    ddp_run: str | None = None
+    global_batch: int | None = None
+    baseline: str | None = None
+    per_device_batch: int | None = None
+    rank_ms: float | None = None
+    allreduce_ms: float | None = None
+    allreduce_bytes: float | None = None
+    bandwidth_gbps: float | None = None
+    comm_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class CpusFigures:
+    """`how`: "request" (more CPUs: the job's are saturated or outnumbered) | "raise_workers" (CPUs to spare)."""
+
+    how: str
+    data_ms: float
+    workers: int | None
+    processes: int
+    cpus: float
+    cpus_source: str | None
+    tree_cpu_cores: float | None
+    saturated: bool
+    outnumbered: bool                  # workers + training processes > CPUs
+    request_cpus: int | None = None
+
+
+@dataclass(frozen=True)
+class PinnedFigures:
+    h2d_ms: float
+    assumed_saving: float
+
+
+@dataclass(frozen=True)
+class BatchFigures:
+    per_device_batch: int
+    new_per_device_batch: int
+    devices: int
+    fixed_ms: float
+    factor: int
+
+
+@dataclass(frozen=True)
+class AmpFigures:
+    compute_ms: float
+    step_ms: float
+    assumed_saving: float
+
+
+@dataclass(frozen=True)
+class CpuCoresFigures:
+    processes: int
+    cores: float
+    per_process: float
+    baseline: str
+    per_device_batch: int | None = None
+    scaled_ms: float | None = None
+    optimizer_ms: float | None = None
+    allreduce_ms: float | None = None
+    predicted_ms: float | None = None
+    step_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    kind: str
+    run: str
+    saving_ms: float
+    step_ms: float
+    basis: str                           # "measured" | "predicted" | "assumed" | "none"
+    figures: Any = None                  # one of the *Figures records above
+
+    @property
+    def saving_share(self) -> float:
+        return self.saving_ms / self.step_ms if self.step_ms > 0 else 0.0
+
 
 def _rec_ddp(m: RunMetrics, cost: CostModel | None, all_runs: list[RunMetrics], t: Thresholds
              ) -> Recommendation | None:
-    if m.strategy not in DP_STRATEGIES or m.devices <= 1 or m.step_ms is None:
+    if m.strategy not in vocab.DP_STRATEGIES or m.devices <= 1 or m.step_ms is None:
         return None
     comm = m.parts_ms.get(vocab.COMMUNICATION, 0.0)
     poor = m.efficiency is not None and m.efficiency < t.poor_efficiency
     if comm / m.step_ms < t.comm_share and not poor:
         return None
-    twin = [r for r in all_runs if r.strategy == "ddp" and r.devices == m.devices
+    twin = [r for r in all_runs if r.strategy == vocab.DDP and r.devices == m.devices
             and r.device_type == m.device_type and r.step_ms and r.global_batch]
     if twin and m.global_batch:
         d = twin[0]
         ddp_ms = d.step_ms * m.global_batch / d.global_batch      # per-image time at this run's batch
-        saving = m.step_ms - ddp_ms
-        return Recommendation("ddp", m.name,
-                              f"Use DDP (--strategy ddp): measured {d.name} does {m.global_batch} images in "
-                              f"{ddp_ms:.1f} ms vs {m.step_ms:.1f} ms here", saving, m.step_ms, "measured",
-                              {"ddp_run": d.name, "ddp_ms": ddp_ms})
-    ar = (ddp_prediction_ms(cost.parameter_bytes, m.devices, cost.bandwidth_gbps)
-          if cost is not None and cost.parameter_bytes and cost.bandwidth_gbps else None)
+        return Recommendation("ddp", m.name, m.step_ms - ddp_ms, m.step_ms, "measured",
+                              DdpFigures("measured_run", m.step_ms, ddp_ms=ddp_ms, ddp_run=d.name,
+                                         global_batch=m.global_batch))
+    bw = cost.bandwidth_gbps if cost is not None else None
+    pbytes = cost.parameter_bytes if cost is not None else None
+    ar = ddp_allreduce_ms(pbytes, m.devices, bw) if pbytes and bw else None
     base = next((r for r in all_runs if r.name == m.baseline and r.step_ms and r.per_device_batch), None)
-    if base is not None and m.per_device_batch:
+    if base is not None and base.step_ms and base.per_device_batch and m.per_device_batch:
         # a DDP rank does what the 1-device run did, on its own share of the batch, plus the all-reduce
         rank_ms = base.step_ms * m.per_device_batch / base.per_device_batch
         ddp_ms = rank_ms + (ar or 0.0)
-        tail = (f" + its all-reduce {ar:.1f} ms at {cost.bandwidth_gbps:.1f} GB/s, assumed not overlapped"
-                if ar is not None and cost is not None else " (all-reduce time not predicted: no link bandwidth)")
-        return Recommendation("ddp", m.name,
-                              f"Use DDP (--strategy ddp): each rank would do what {base.name} does on "
-                              f"{m.per_device_batch} images ({rank_ms:.1f} ms){tail} = {ddp_ms:.1f} ms per step vs "
-                              f"{m.step_ms:.1f} ms now", m.step_ms - ddp_ms, m.step_ms, "predicted",
-                              {"ddp_ms": ddp_ms, "rank_ms": rank_ms, "allreduce_ms": ar, "baseline": base.name})
-    if ar is None or cost is None or not cost.bandwidth_gbps or not cost.parameter_bytes:
-        return Recommendation("ddp", m.name,
-                              f"Use DDP (--strategy ddp): removes per-step replicate/scatter/gather; up to the "
-                              f"{comm:.1f} ms of exposed communication (no bandwidth to predict DDP's all-reduce)",
-                              comm, m.step_ms, "predicted", {"comm_ms": comm})
-    saving = max(0.0, comm - ar)
-    return Recommendation("ddp", m.name,
-                          f"Use DDP (--strategy ddp): one process per GPU, no replicate/scatter/gather; its "
-                          f"all-reduce of {gb(2 * cost.parameter_bytes * (m.devices - 1) / m.devices)} per rank "
-                          f"takes {ar:.1f} ms at {cost.bandwidth_gbps:.1f} GB/s (even without overlap) vs "
-                          f"{comm:.1f} ms of communication now", saving, m.step_ms, "predicted",
-                          {"allreduce_ms": ar, "comm_ms": comm})
+        return Recommendation("ddp", m.name, m.step_ms - ddp_ms, m.step_ms, "predicted",
+                              DdpFigures("per_rank", m.step_ms, ddp_ms=ddp_ms, baseline=base.name,
+                                         per_device_batch=m.per_device_batch, rank_ms=rank_ms, allreduce_ms=ar,
+                                         bandwidth_gbps=bw))
+    if ar is None or pbytes is None:
+        return Recommendation("ddp", m.name, comm, m.step_ms, "predicted",
+                              DdpFigures("no_bandwidth", m.step_ms, comm_ms=comm))
+    return Recommendation("ddp", m.name, max(0.0, comm - ar), m.step_ms, "predicted",
+                          DdpFigures("allreduce", m.step_ms, allreduce_ms=ar,
+                                     allreduce_bytes=2 * pbytes * (m.devices - 1) / m.devices, bandwidth_gbps=bw,
+                                     comm_ms=comm))
 
 
-def _rec_cpus(m: RunMetrics, samples: dict[str, Any], t: Thresholds) -> Recommendation | None:
-    if m.step_ms is None or m.shares.get(vocab.DATA_LOADING, 0.0) < t.data_share:
+def _rec_cpus(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    """Data loading waits: more CPUs when the job's are saturated or outnumbered, else more workers."""
+    if m.step_ms is None or m.step_ms_source != "trace" or m.shares.get(vocab.DATA_LOADING, 0.0) < t.data_share:
         return None
+    if m.cpus is None:
+        return None                    # without the allocation there is nothing to compare with
     data = m.parts_ms[vocab.DATA_LOADING]
-    host = samples.get("host_cpu_pct")
-    starved = (m.workers is not None and m.cpus_allowed is not None and m.workers >= m.cpus_allowed)
-    saturated = host is not None and host >= t.host_cpu_saturated_pct
-    if starved or saturated:
-        want = (m.workers or 0) + 1
-        why = []
-        if starved:
-            why.append(f"{m.workers} workers on {m.cpus_allowed} CPU{'s' if m.cpus_allowed != 1 else ''}")
-        if saturated:
-            why.append(f"host CPU at {host:.0f} %")
-        text = (f"Give each DataLoader worker its own CPU: request ≥ {want} CPUs (request_cpus = {want} in "
-                f"HTCondor) — {', '.join(why)}; up to the {data:.1f} ms data wait per step")
-    elif m.workers is not None:
-        text = (f"Raise --workers above {m.workers} (CPUs are not saturated): up to the {data:.1f} ms "
-                f"data wait per step")
+    saturated = cpu_saturated(m, t)
+    busy = (m.workers or 0) * m.processes + m.processes          # DataLoader workers + training processes
+    outnumbered = m.workers is not None and busy > m.cpus
+    if saturated or outnumbered:
+        how, want = "request", busy
+    elif m.workers is not None and m.tree_cpu_cores is not None:
+        how, want = "raise_workers", None
     else:
         return None
-    return Recommendation("cpus_per_worker", m.name, text, data, m.step_ms, "predicted",
-                          {"data_ms": data, "workers": m.workers, "cpus_allowed": m.cpus_allowed})
+    return Recommendation("cpus_per_worker", m.name, data, m.step_ms, "predicted", CpusFigures(
+        how, data, m.workers, m.processes, m.cpus, m.cpus_source, m.tree_cpu_cores, saturated, outnumbered, want))
 
 
 def _rec_pinned(m: RunMetrics, t: Thresholds) -> Recommendation | None:
@@ -418,11 +528,8 @@ def _rec_pinned(m: RunMetrics, t: Thresholds) -> Recommendation | None:
     h2d = m.parts_ms.get(vocab.H2D_COPY, 0.0)
     if h2d / m.step_ms < t.h2d_share:
         return None
-    saving = h2d * t.pinned_h2d_saving
-    return Recommendation("pinned_memory", m.name,
-                          f"Use --pin-memory: host→device copying is {h2d:.1f} ms per step; pinned buffers copy "
-                          f"faster and asynchronously (assumed {pct(t.pinned_h2d_saving)} of it saved)",
-                          saving, m.step_ms, "assumed", {"h2d_ms": h2d})
+    return Recommendation("pinned_memory", m.name, h2d * t.pinned_h2d_saving, m.step_ms, "assumed",
+                          PinnedFigures(h2d, t.pinned_h2d_saving))
 
 
 def _rec_batch(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Recommendation | None:
@@ -433,18 +540,12 @@ def _rec_batch(m: RunMetrics, cost: CostModel | None, t: Thresholds) -> Recommen
     if (comm + host) / m.step_ms < t.comm_share:
         return None
     fixed = 1.0
-    if cost is not None and cost.items:
-        fixed_bytes = sum(i.bytes for i in cost.items if not i.per_image)
-        fixed = fixed_bytes / cost.bytes_per_step if cost.bytes_per_step else 1.0
+    if cost is not None and cost.items and cost.bytes_per_step:
+        fixed = sum(i.bytes for i in cost.items if not i.per_image) / cost.bytes_per_step
     per_step_fixed = comm * fixed + host
-    saving = per_step_fixed * (1 - 1 / t.batch_factor)
-    new = m.per_device_batch * t.batch_factor
-    return Recommendation("per_gpu_batch", m.name,
-                          f"Raise the per-device batch from {m.per_device_batch} to {new} (--batch-size "
-                          f"{new * m.devices}): the per-step parameter traffic and host overhead "
-                          f"({per_step_fixed:.1f} ms) are paid once per {t.batch_factor}× the images "
-                          "(re-tune the learning rate)", saving, m.step_ms, "predicted",
-                          {"fixed_ms": per_step_fixed, "new_per_device_batch": new})
+    return Recommendation("per_gpu_batch", m.name, per_step_fixed * (1 - 1 / t.batch_factor), m.step_ms, "predicted",
+                          BatchFigures(m.per_device_batch, m.per_device_batch * t.batch_factor, m.devices,
+                                       per_step_fixed, t.batch_factor))
 
 
 def _rec_amp(m: RunMetrics, t: Thresholds) -> Recommendation | None:
@@ -453,21 +554,15 @@ def _rec_amp(m: RunMetrics, t: Thresholds) -> Recommendation | None:
     comp = m.parts_ms.get(vocab.COMPUTE, 0.0)
     if comp / m.step_ms < t.amp_min_compute_share:
         return None
-    saving = comp * t.amp_compute_saving
-    return Recommendation("amp", m.name,
-                          f"Try --amp: compute is {comp:.1f} ms of the {m.step_ms:.1f} ms step; assuming mixed "
-                          f"precision removes {pct(t.amp_compute_saving)} of it (not measured here)",
-                          saving, m.step_ms, "assumed", {"compute_ms": comp})
+    return Recommendation("amp", m.name, comp * t.amp_compute_saving, m.step_ms, "assumed",
+                          AmpFigures(comp, m.step_ms, t.amp_compute_saving))
 
 
 def _rec_cpu_cores(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Recommendation | None:
-    """CPU processes sharing the 1-device run's cores: give each its own; predicted only from measured phases."""
-    if m.step_ms is None or _cpu_sharing(m, base, t) is None or base is None or base.cpus_allowed is None:
+    """CPU processes sharing the 1-device run's CPUs: give each its own; predicted only from measured phases."""
+    if m.step_ms is None or _cpu_sharing(m, base, t) is None or base is None or base.cpus is None:
         return None
-    want = m.devices * base.cpus_allowed
-    text = (f"Give each of the {m.devices} processes its own cores (on a CPU, more processes on the same cores "
-            f"cannot speed up compute-bound training): {want} cores, {base.cpus_allowed} per process as {base.name} "
-            f"had (request_cpus = {want} in HTCondor), or one process per node")
+    want = m.devices * base.cpus
     opt0 = base.phase_ms.get(vocab.OPTIMIZER)
     if (base.step_ms and base.step_ms_source == "trace" and m.step_ms_source == "trace" and opt0 is not None
             and m.per_device_batch and base.per_device_batch):
@@ -475,39 +570,10 @@ def _rec_cpu_cores(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Rec
         comm = m.parts_ms.get(vocab.COMMUNICATION, 0.0)
         pred = scaled + opt0 + comm
         if pred < m.step_ms:
-            text += (f"; predicted: each rank then runs {base.name}'s step minus its optimizer on "
-                     f"{m.per_device_batch} images ({ms(scaled)} ms) + the optimizer over all parameters "
-                     f"({ms(opt0)} ms, does not shrink) + the measured exposed all-reduce ({ms(comm)} ms) = "
-                     f"{ms(pred)} ms per step vs {ms(m.step_ms)} ms now")
-            return Recommendation("cpu_cores", m.name, text, m.step_ms - pred, m.step_ms, "predicted",
-                                  {"predicted_ms": pred, "scaled_ms": scaled, "optimizer_ms": opt0,
-                                   "allreduce_ms": comm, "cores": want})
-    return Recommendation("cpu_cores", m.name, text + "; no saving predicted here", 0.0, m.step_ms, "none",
-                          {"cores": want})
-
-
-def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel], samples: dict[str, dict[str, Any]],
-                    t: Thresholds = THRESHOLDS) -> list[Recommendation]:
-    """One recommendation per kind (for the run where it saves most), ranked by saved share of the step."""
-    best: dict[str, Recommendation] = {}
-    for m in metrics:
-        cost = costs.get(m.run_dir)
-        for rec in (_rec_ddp(m, cost, metrics, t), _rec_cpus(m, samples.get(m.run_dir, {}), t),
-                    _rec_pinned(m, t), _rec_batch(m, cost, t), _rec_amp(m, t),
-                    _rec_cpu_cores(m, baseline_of(m, metrics), t)):
-            if rec is None or (rec.basis != "none" and rec.saving_share < t.min_saving_share):
-                continue
-            if rec.kind not in best or rec.saving_share > best[rec.kind].saving_share:
-                best[rec.kind] = rec
-    return sorted(best.values(), key=lambda r: -r.saving_share)
-
-
-def all_findings(metrics: list[RunMetrics], costs: dict[str, CostModel], samples: dict[str, dict[str, Any]],
-                 t: Thresholds = THRESHOLDS) -> list[Finding]:
-    out: list[Finding] = []
-    for m in metrics:
-        out += findings_for(m, costs.get(m.run_dir), samples.get(m.run_dir, {}), t, baseline_of(m, metrics))
-    return out
+            return Recommendation("cpu_cores", m.name, m.step_ms - pred, m.step_ms, "predicted", CpuCoresFigures(
+                m.devices, want, base.cpus, base.name, m.per_device_batch, scaled, opt0, comm, pred, m.step_ms))
+    return Recommendation("cpu_cores", m.name, 0.0, m.step_ms, "none",
+                          CpuCoresFigures(m.devices, want, base.cpus, base.name))
 
 
 def baseline_of(m: RunMetrics, metrics: list[RunMetrics]) -> RunMetrics | None:
@@ -515,16 +581,36 @@ def baseline_of(m: RunMetrics, metrics: list[RunMetrics]) -> RunMetrics | None:
     return next((b for b in metrics if m.baseline is not None and b.name == m.baseline and b is not m), None)
 
 
-def finding_line(i: int, f: Finding) -> str:
-    return f"{i}. {f.text}"
+def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel],
+                    t: Thresholds = THRESHOLDS) -> list[Recommendation]:
+    """One recommendation per kind (for the run where it saves most), ranked by saved share of the step."""
+    best: dict[str, Recommendation] = {}
+    for m in metrics:
+        cost = costs.get(m.run_dir)
+        for rec in (_rec_ddp(m, cost, metrics, t), _rec_cpus(m, t), _rec_pinned(m, t), _rec_batch(m, cost, t),
+                    _rec_amp(m, t), _rec_cpu_cores(m, baseline_of(m, metrics), t)):
+            if rec is None or (rec.basis != "none" and rec.saving_share < t.min_saving_share):
+                continue
+            if rec.kind not in best or rec.saving_share > best[rec.kind].saving_share:
+                best[rec.kind] = rec
+    return sorted(best.values(), key=lambda r: -r.saving_share)
 
 
-def recommendation_line(i: int, r: Recommendation) -> str:
-    if r.basis == "none":                # advice the data cannot put a number on
-        return f"{i}. {r.text} ({r.run})"
-    return (f"{i}. {r.text} → saves ~{r.saving_ms:.1f} ms of {r.step_ms:.1f} ms per step "
-            f"({pct(r.saving_share)}, {r.basis}; {r.run})")
+def all_findings(metrics: list[RunMetrics], costs: dict[str, CostModel], t: Thresholds = THRESHOLDS) -> list[Finding]:
+    out: list[Finding] = []
+    for m in metrics:
+        out += findings_for(m, costs.get(m.run_dir), t, baseline_of(m, metrics))
+    return out
+
+
+def figures_dict(figures: Any) -> dict[str, Any]:
+    """A figures record as JSON-ready data (summary.json keeps every figure beside the text)."""
+    return asdict(figures) if figures is not None else {}
 
 
 def thresholds_dict(t: Thresholds = THRESHOLDS) -> dict[str, Any]:
     return asdict(t)
+
+
+__all__ = ["THRESHOLDS", "Thresholds", "Finding", "Recommendation", "Where", "all_findings", "findings_for",
+           "recommendations", "cpu_notes", "figures_dict", "thresholds_dict"]

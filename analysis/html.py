@@ -8,6 +8,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analysis.view import ReportView
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
@@ -47,10 +51,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def ordered(items: Sequence[str]) -> str:
+def numbered(items: Sequence[tuple[int, str]]) -> str:
+    """An ordered list that keeps the view's own numbers (value=), so HTML never renumbers them."""
     if not items:
         return '<p class="note">None: no figure crossed a threshold.</p>'
-    return "<ol>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ol>"
+    return "<ol>" + "".join(f'<li value="{n}">{escape(text)}</li>' for n, text in items) + "</ol>"
 
 
 def page(title: str, sections: Sequence[tuple[str, str]], errors: Sequence[str] = (),
@@ -71,3 +76,15 @@ def page(title: str, sections: Sequence[tuple[str, str]], errors: Sequence[str] 
         parts.append('<h2>Notes</h2><ul class="note">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def report_page(view: ReportView, figures: Sequence[tuple[str, str]] = ()) -> str:
+    """The report view as a page: its tables, numbered findings and recommendations, then the figures."""
+    sections: list[tuple[str, str]] = []
+    for t in view.tables:
+        sections.append((t.title, table(t.header, t.rows, left=max(t.left, 1)) + (note(t.footnote) if t.footnote else "")))
+        if t.title == view.tables[0].title:
+            sections.append(("Findings", numbered([(i.number, i.text) for i in view.findings])))
+            sections.append(("Recommendations (ranked by estimated saving)",
+                             numbered([(i.number, i.text) for i in view.recommendations])))
+    return page(view.title, [*sections, *figures], view.errors, view.notes)

@@ -15,8 +15,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
 from analysis.records import RunAnalysis  # noqa: E402
-from analysis.runs import load_all_series  # noqa: E402
-from analysis.scaling import RunMetrics  # noqa: E402
+from analysis.scaling import RunMetrics, samples_of  # noqa: E402
 from analysis.timeline import median_step  # noqa: E402
 from profiler.contract import vocab  # noqa: E402
 
@@ -94,32 +93,41 @@ def speedup_png(metrics: Sequence[RunMetrics]) -> bytes | None:
     return _png(fig)
 
 
-def utilisation_png(run: RunAnalysis) -> bytes | None:
-    """NVML GPU utilisation per device over time from samples.csv; host CPU % when there is no GPU."""
-    every = load_all_series(run.run_dir / vocab.SAMPLES_CSV)
-    series = dict(every.get((vocab.SOURCE_NVML, vocab.GPU_UTIL), {}))
-    what, ylabel = "GPU", "GPU utilisation (%)"
-    if not series:
-        series = {k: v for k, v in every.get((vocab.SOURCE_HOST, vocab.CPU_PCT), {}).items() if k == vocab.HOST_ALL}
-        procs = every.get((vocab.SOURCE_PROC, vocab.CPU_PCT), {})
-        for dev in (vocab.PROC_MAIN, vocab.PROC_CHILDREN):
-            if dev in procs:
-                series[f"process {dev} (% of one core)"] = procs[dev]
-        what, ylabel = "host CPU", "CPU (%)"
-    if not series:
+def utilisation_png(run: RunAnalysis, m: RunMetrics | None = None) -> bytes | None:
+    """NVML GPU utilisation per device (%), and the process tree's CPU in cores with the job's allocation
+    as a line, on separate axes: a % of all cores and a % of one core never share a scale."""
+    s = samples_of(run)
+    gpu = s.series_of(vocab.SOURCE_NVML, vocab.GPU_UTIL)
+    tree = s.series_of(vocab.SOURCE_PROC, vocab.CPU_CORES).get(vocab.PROC_TREE)
+    if not gpu and tree is None:
         return None
-    fig = Figure(figsize=(8, 2.8))
-    ax = fig.add_subplot()
-    for dev, (ts, vs) in sorted(series.items()):
-        label = f"GPU {dev}" if what == "GPU" else ("host CPU (all cores)" if dev == vocab.HOST_ALL else dev)
-        ax.plot(ts, vs, label=label, linewidth=1)
-    ax.set_xlabel("seconds since the first sample")
-    ax.set_ylabel(ylabel)
-    top = max((max(vs) for _, vs in series.values() if vs), default=100.0)
-    ax.set_ylim(0, max(105.0, top * 1.05))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{run.name}: {what} over time")
+    panels = (1 if gpu else 0) + (1 if tree is not None else 0)
+    fig = Figure(figsize=(8, 2.4 * panels + 0.4))
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    i = 0
+    if gpu:
+        ax = axes[i]
+        for dev, (ts, vs) in sorted(gpu.items()):
+            ax.plot(ts, vs, label=f"GPU {dev}", linewidth=1)
+        ax.set_ylabel("GPU utilisation (%)")
+        ax.set_ylim(0, 105)
+        i += 1
+    if tree is not None:
+        ax = axes[i]
+        ax.plot(tree[0], tree[1], label="process tree (run + workers + ranks)", linewidth=1, color="#1565c0")
+        top = max(tree[1], default=1.0)
+        cpus = m.cpus if m is not None else None
+        if cpus is not None:
+            ax.axhline(cpus, color="#c62828", linestyle="--", linewidth=1,
+                       label=f"job's CPU allocation ({cpus:g}, {m.cpus_source})" if m is not None else "allocation")
+            top = max(top, cpus)
+        ax.set_ylabel("CPU (cores)")
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].set_xlabel("seconds since the first sample")
+    axes[0].set_title(f"{run.name}: utilisation over time")
     return _png(fig)
 
 

@@ -101,3 +101,4 @@ class RunAnalysis:
     traces: list[TraceAnalysis]
     samples: dict[str, Any] = field(default_factory=dict)  # summaries of samples.csv (mean GPU util per device, host CPU %, ...)
     errors: list[str] = field(default_factory=list)        # one line each: a trace that could not be read, etc.
+    notes: list[str] = field(default_factory=list)         # reader notes (e.g. run.json schema 1 upgraded)

@@ -2,7 +2,8 @@
 
 The PyTorch Profiler plugin's Overview is wrong on torch 2.x traces (see
 docs/tensorboard.md), so the report writes the measured step breakdown, per-device busy
-share and the findings into one events file per run folder. The file has a fixed name, so
+share and the run's part of the report view (findings, table rows, notes) into one events file
+per run folder; the text is rendered from the same view as the terminal and HTML report. The file has a fixed name, so
 re-running the report replaces it instead of adding a second copy of every series.
 
 Torch-free: only the tensorboard package's record writer and protos are used.
@@ -22,7 +23,8 @@ from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from analysis.records import DeviceView, RunAnalysis, StepBreakdown, TraceAnalysis
-from analysis.tbplugin import plugin_note
+from analysis.render import findings_markdown, render_markdown
+from analysis.view import ReportView
 from profiler.contract.vocab import CATEGORIES
 
 # "tfevents" must stay in the name: TensorBoard (both loaders) only reads files containing it.
@@ -45,8 +47,8 @@ def breakdown_tags() -> list[str]:
     return [f"{BREAKDOWN}/{c}_{unit}" for c in CATEGORIES for unit in ("ms", "pct")]
 
 
-def write_report_events(run: RunAnalysis, findings: list[str], out_dir: Path | None = None) -> Path:
-    """Write `run`'s breakdown scalars and `findings` text to `<out_dir>/REPORT_EVENTS_NAME`.
+def write_report_events(run: RunAnalysis, view: ReportView, out_dir: Path | None = None) -> Path:
+    """Write `run`'s breakdown scalars and its report view (ReportView.for_run) to `<out_dir>/REPORT_EVENTS_NAME`.
 
     out_dir defaults to the run folder (so `tensorboard --logdir traces` shows it under the
     same run as the traces). The file is written aside and renamed over the old one, so a
@@ -59,7 +61,7 @@ def write_report_events(run: RunAnalysis, findings: list[str], out_dir: Path | N
     try:
         with open(partial, "wb") as fh:
             writer = RecordWriter(fh)
-            for event in _events(run, findings):
+            for event in _events(run, view):
                 writer.write(event.SerializeToString())
             fh.flush()
             os.fsync(fh.fileno())
@@ -71,7 +73,7 @@ def write_report_events(run: RunAnalysis, findings: list[str], out_dir: Path | N
 
 # --- what goes in ------------------------------------------------------------------------
 
-def _events(run: RunAnalysis, findings: list[str]) -> Iterator[event_pb2.Event]:
+def _events(run: RunAnalysis, view: ReportView) -> Iterator[event_pb2.Event]:
     now = time.time()
     yield event_pb2.Event(wall_time=now, file_version="brain.Event:2")
     last_step = 0
@@ -81,8 +83,8 @@ def _events(run: RunAnalysis, findings: list[str]) -> Iterator[event_pb2.Event]:
     device_values = {tag: v for tag, v in _device_busy(run.traces)}
     if device_values:
         yield _scalar_event(last_step, now, device_values)
-    yield _text_event(TEXT_FINDINGS, _findings_markdown(findings), now)
-    yield _text_event(TEXT_SUMMARY, summary_markdown(run), now)
+    yield _text_event(TEXT_FINDINGS, findings_markdown(view), now)
+    yield _text_event(TEXT_SUMMARY, render_markdown(view, level=2), now)
 
 
 def _breakdown_points(traces: list[TraceAnalysis], now: float) -> Iterator[tuple[int, float, dict[str, float]]]:
@@ -142,51 +144,6 @@ def device_label(dev: DeviceView, peers: Iterable[DeviceView] = ()) -> str:
 
 def _tag_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "unnamed"
-
-
-_NUMBERED = re.compile(r"^\s*(\d+)[.)]\s+")
-
-
-def _findings_markdown(findings: list[str]) -> str:
-    """One paragraph per finding, keeping the report's own numbers ("3. ...") or adding 1, 2, ...
-
-    The dot is escaped so Markdown does not renumber a run's findings 3, 5 into 1, 2.
-    """
-    if not findings:
-        return "_No findings: the report found nothing to flag for this run._"
-    paragraphs = []
-    for i, text in enumerate(findings, 1):
-        match = _NUMBERED.match(text)
-        number, body = (match.group(1), text[match.end():]) if match else (str(i), text)
-        paragraphs.append(f"{number}\\. {body.strip()}")
-    return "\n\n".join(paragraphs)
-
-
-def summary_markdown(run: RunAnalysis) -> str:
-    """Mean breakdown per worker and device busy %, as a Markdown table for the Text tab."""
-    lines = [f"**{run.name}**", ""]
-    header = "| worker | steps | step ms | " + " | ".join(f"{c.replace('_', ' ')} %" for c in CATEGORIES) + " |"
-    lines += [header, "|" + "---|" * (3 + len(CATEGORIES))]
-    for t in run.traces:
-        mean = t.mean_parts_us()
-        wall = t.mean_step_us()
-        cells = " | ".join(f"{100.0 * mean[c] / wall:.1f}" if wall > 0 else "–" for c in CATEGORIES)
-        lines.append(f"| {t.worker} | {len(t.steps)} | {wall / 1e3:.2f} | {cells} |")
-    devices = [(t.worker, d, t.devices) for t in run.traces for d in t.devices if d.wall_us > 0]
-    if devices:
-        lines += ["", "| worker | device | busy % | compute % | communication % |", "|---|---|---|---|---|"]
-        for worker, d, peers in devices:
-            lines.append(
-                f"| {worker} | {device_label(d, peers)} | {busy_pct(d):.1f} | "
-                f"{100.0 * d.compute_us / d.wall_us:.1f} | {100.0 * d.communication_us / d.wall_us:.1f} |"
-            )
-    notes = list(run.errors) + [f"{t.worker}: {n}" for t in run.traces for n in t.notes]
-    plugin = plugin_note()
-    if plugin:
-        notes.append(plugin)
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    return "\n".join(lines)
 
 
 # --- protos ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 
 from analysis.report import main
 from conftest import REPO, cli_env
-from test_report_support import SAMPLES, run_json, write_run
+from profiler.contract.runjson import encode_json
+from test_report_support import SAMPLES, run_info, write_run
 
 ANCHORS = REPO.parent / "shared" / "anchors"
 
@@ -26,11 +27,11 @@ def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 def sweep(tmp_path: Path) -> Path:
     """A good single run (with samples.csv) beside a dp run whose only trace is corrupt."""
     root = tmp_path / "traces" / "seed"
-    write_run(root, "single-1gpu-b64", run_json("single-1gpu-b64", "single", 1, 64, images_per_s=64000.0),
+    write_run(root, "single-1gpu-b64", run_info("single-1gpu-b64", "single", 1, 64, images_per_s=64000.0),
               samples=SAMPLES)
     bad = root / "dp-2gpu-b128"
     bad.mkdir(parents=True)
-    (bad / "run.json").write_text(json.dumps(run_json("dp-2gpu-b128", "dp", 2, 128, images_per_s=90000.0)))
+    (bad / "run.json").write_bytes(encode_json(run_info("dp-2gpu-b128", "dp", 2, 128, images_per_s=90000.0)))
     (bad / "rank0.1700000000000.pt.trace.json.gz").write_bytes(gzip.compress(b'{"traceEvents": [{"ph": "X", "ts'))
     return tmp_path / "traces"
 
@@ -61,7 +62,8 @@ def test_corrupt_trace_beside_a_good_run(sweep: Path, tmp_path: Path) -> None:
     bad = sweep / "seed" / "dp-2gpu-b128" / "rank0.1700000000000.pt.trace.json.gz"
     errors = [line for line in p.stderr.splitlines() if line.startswith("python -m analysis.report: error:")]
     assert len(errors) == 1 and str(bad.resolve()) in errors[0] and "not valid JSON" in errors[0]
-    rows = {line.split()[0]: line.split() for line in p.stdout.splitlines() if line.startswith(("single", "dp"))}
+    runs_table = p.stdout.split("\n\n", 1)[0].splitlines()
+    rows = {line.split()[0]: line.split() for line in runs_table if line.startswith(("single", "dp"))}
     assert rows["single-1gpu-b64"][1:8] == ["single", "1", "gpu", "64", "1.0", "64000", "1.00×"]
     assert rows["dp-2gpu-b128"][5:8] == ["–", "90000", "1.41×"]        # still in the table, from run.json
     summary = msgspec.json.decode((out / "summary.json").read_bytes())
@@ -89,7 +91,6 @@ def test_formats(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_tensorboard_flag_writes_events_into_the_run(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("analysis.tensorboard", reason="analysis.tensorboard (TensorBoard helper) not present")
     run_dir = sweep / "seed" / "single-1gpu-b64"
     assert main([str(run_dir), "--no-html", "--tensorboard"]) == 0
     assert any("tfevents" in p.name and "scalescope" in p.name for p in run_dir.iterdir())
@@ -154,3 +155,15 @@ def test_progress_bar_on_request(sweep: Path, capsys: pytest.CaptureFixture[str]
     assert "traces:" in capsys.readouterr().err            # tqdm bar on stderr
     assert main([str(sweep / "seed" / "single-1gpu-b64"), "--no-html"]) == 0   # auto: 1 trace, no bar
     assert "traces:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [("--format", "json", "--no-html"), ("--no-html",)])
+def test_no_plotting_library_unless_the_html_is_drawn(sweep: Path, args: tuple[str, ...]) -> None:
+    good = str(sweep / "seed" / "single-1gpu-b64")
+    code = ("import sys; from analysis.report import main; rc = main([%r, *%r]); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'torch', 'models')); "
+            "print('LOADED', bad, file=sys.stderr); sys.exit(rc or (1 if bad else 0))") % (good, list(args))
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "LOADED []" in p.stderr

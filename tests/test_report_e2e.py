@@ -1,43 +1,24 @@
-"""End to end over real runs: the models helper's `tiny_runs` fixture (a real CPU single run and a real
-2-process gloo DDP run) through `python -m analysis.report`."""
+"""End to end over real runs: conftest's `tiny_runs` (a real CPU single run and a real 2-process gloo DDP
+run) through `python -m analysis.report`."""
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from analysis.report import main
+from conftest import run_dirs
 from profiler.contract import vocab
 
 pytestmark = pytest.mark.slow
 
 
-def _paths(value: object) -> list[Path]:
-    """tiny_runs may be a folder, a list of run folders, or a mapping name -> run folder."""
-    if isinstance(value, (str, Path)):
-        return [Path(value)]
-    if isinstance(value, dict):
-        return [p for v in value.values() for p in _paths(v)]
-    if isinstance(value, Iterable):
-        return [p for v in value for p in _paths(v)]
-    run_dir = getattr(value, "run_dir", None) or getattr(value, "root", None)
-    return [Path(run_dir)] if run_dir else []
-
-
 @pytest.fixture
-def real_runs(request: pytest.FixtureRequest) -> list[Path]:
-    try:
-        value = request.getfixturevalue("tiny_runs")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no tiny_runs fixture yet (written by the models helper)")
-    paths = [p for p in _paths(value) if p.exists()]
-    if not paths:
-        pytest.skip(f"tiny_runs gave no existing folder: {value!r}")
-    return paths
+def real_runs(tiny_runs: Path) -> list[Path]:
+    return run_dirs(tiny_runs)
 
 
 def test_report_over_real_cpu_runs(real_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

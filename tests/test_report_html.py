@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -9,9 +10,13 @@ import msgspec
 import pytest
 
 from analysis.records import TimelineSpan
-from analysis.report import build_report, render_html, summary_bytes, to_summary, write_outputs
+from analysis.render import render_text
+from analysis.report import build_report, render_html, write_outputs
+from analysis.samplestats import summarise
+from analysis.view import COSTS, DEVICES, build_view
 from profiler.contract import vocab
-from test_report_support import SAMPLES, run, run_json, trace
+from profiler.contract.samples import read_samples
+from test_report_support import SAMPLES, run, run_info, trace
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"
@@ -33,18 +38,16 @@ def tmp_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(tmp_path: Path):
-    base_dir = tmp_path / "single-1gpu-b64"
-    base_dir.mkdir()
-    (base_dir / vocab.SAMPLES_CSV).write_text(SAMPLES)
+    (tmp_path / vocab.SAMPLES_CSV).write_text(SAMPLES)
     single = run("single-1gpu-b64", [trace(shares={vocab.COMPUTE: 0.6, vocab.DATA_LOADING: 0.3}, gpus={0: 0.6})],
-                 run_json("single-1gpu-b64", "single", 1, 64, images_per_s=100.0, cpus_allowed=1),
-                 samples={"mean_gpu_util_pct": 80.0}, root=tmp_path)
+                 run_info("single-1gpu-b64", "single", 1, 64, images_per_s=100.0, cpus=1),
+                 samples=summarise(read_samples(tmp_path / vocab.SAMPLES_CSV)), root=tmp_path)
     dp_tr = trace(shares={vocab.COMPUTE: 0.3, vocab.COMMUNICATION: 0.5}, gpus={0: 0.9, 1: 0.2})
     dp_tr.timeline = [TimelineSpan("gpu 0", 0.0, 50_000.0, vocab.COMPUTE),
                       TimelineSpan("gpu 1", 10_000.0, 30_000.0, vocab.COMMUNICATION),
                       TimelineSpan("host: step phases", 0.0, 60_000.0, vocab.FORWARD)]
     dp_tr.timeline_step = 2
-    dp = run("dp-2gpu-b128", [dp_tr], run_json("dp-2gpu-b128", "dp", 2, 128, images_per_s=120.0,
+    dp = run("dp-2gpu-b128", [dp_tr], run_info("dp-2gpu-b128", "dp", 2, 128, images_per_s=120.0,
                                                parameter_bytes=10**8), root=tmp_path)
     cpu = run(EVIL, [trace(has_gpu=False, shares={vocab.COMPUTE: 0.5, vocab.COMMUNICATION: 0.2})], root=tmp_path)
     cpu.errors.append(f"{tmp_path}/{EVIL}/rank1.pt.trace.json.gz: not valid JSON")
@@ -67,7 +70,7 @@ def test_html_is_self_contained(doc: str) -> None:
             assert not value.lower().startswith(("http://", "https://", "//")), (tag, key, value[:60])
     assert "url(" not in doc and "@import" not in doc
     imgs = [attrs for tag, attrs in parser.tags if tag == "img"]
-    # breakdown + speedup + one utilisation (the only run with samples.csv) + three step timelines
+    # breakdown + speedup + one utilisation (the only run with samples) + three step timelines
     assert len(imgs) == 6
     for attrs in imgs:
         src = attrs["src"] or ""
@@ -81,30 +84,39 @@ def test_all_text_is_escaped(doc: str) -> None:
     assert "Errors" in doc and "not valid JSON" in doc
 
 
-def test_report_content(report, doc: str) -> None:
-    for needle in ("single-1gpu-b64", "dp-2gpu-b128", "Findings", "Recommendations", "Communication cost model"):
-        assert needle in doc
-    for f in report.findings:
-        assert f.text.replace("'", "&#x27;").replace("<", "&lt;").replace(">", "&gt;") in doc
+def test_html_renders_the_same_view_as_the_terminal(report, doc: str) -> None:
+    view = build_view(report)
+    text = render_text(view)
+    for f in view.findings + view.recommendations:
+        assert f'<li value="{f.number}">{escape(f.text)}</li>' in doc and f"{f.number}. {f.text}" in text
+    for title in (COSTS, DEVICES):
+        table = view.table(title)
+        assert table is not None and table.rows and title in doc and f"{title}:" in text
+        for row in table.rows:
+            cells = [f'<td class="l">{escape(c)}</td>' if i < table.left else f"<td>{escape(c)}</td>"
+                     for i, c in enumerate(row)]
+            assert "".join(cells) in doc
 
 
-def test_summary_json_round_trips_the_numbers(report, tmp_path: Path) -> None:
+def test_summary_json_keeps_figures_and_text(report, tmp_path: Path) -> None:
     out = tmp_path / "report"
     index = write_outputs(report, out)
     assert index == out / "index.html" and index.read_text().startswith("<!DOCTYPE html>")
     loaded = msgspec.json.decode((out / "summary.json").read_bytes())
-    assert loaded == msgspec.json.decode(summary_bytes(report))
-    assert loaded["schema"] == 1
+    assert loaded["schema"] == 2
     by_name = {r["name"]: r for r in loaded["runs"]}
-    for m in report.metrics:
-        row = by_name[m.name]
-        assert row["step_ms"] == m.step_ms and row["images_per_s"] == m.images_per_s
-        assert row["speedup"] == m.speedup and row["shares"] == m.shares
     assert by_name["dp-2gpu-b128"]["speedup"] == 1.2 and by_name["dp-2gpu-b128"]["efficiency"] == 0.6
-    assert by_name["dp-2gpu-b128"]["cost_model"]["bytes_per_step"] == pytest.approx(2 * 10**8 + 786432)
-    assert [f["text"] for f in loaded["findings"]] == [f.text for f in report.findings]
-    assert [f["number"] for f in loaded["findings"]] == list(range(1, len(report.findings) + 1))
+    assert by_name["dp-2gpu-b128"]["cost_model"]["bytes_per_step"] == 2 * 10**8     # no layer table: params only
+    assert by_name["dp-2gpu-b128"]["cost_model"]["complete"] is False
+    single = by_name["single-1gpu-b64"]
+    assert single["samples"]["tree_cpu_cores"] == 2.5 and "series" not in single["samples"]
+    assert single["cpus"] == 1 and single["tree_cpu_cores"] == 2.5
+    view = build_view(report)
+    assert [(f["number"], f["kind"], f["text"]) for f in loaded["findings"]] == \
+        [(f.number, f.kind, f.text) for f in view.findings]
+    (sat,) = [f for f in loaded["findings"] if f["kind"] == "cpu_saturated"]
+    assert sat["figures"]["tree_cpu_cores"] == 2.5 and sat["figures"]["cpus"] == 1
     assert [r["saving_ms"] for r in loaded["recommendations"]] == [r.saving_ms for r in report.recommendations]
+    assert all(r["figures"] for r in loaded["recommendations"])
     assert loaded["errors"] == report.errors
     assert loaded["thresholds"]["comm_share"] == 0.10
-    assert to_summary(report)["runs"][0]["samples"] == {"mean_gpu_util_pct": 80.0}

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from analysis.records import DeviceView, MemcpyStats, RunAnalysis, StepBreakdown, TraceAnalysis
+from analysis.samplestats import SampleSummary
 from profiler.contract import vocab
+from profiler.contract.runjson import (ConfigInfo, CpuAllocation, Environment, Layer, ModelInfo, Results, RunInfo,
+                                       encode_json)
 
 
 def parts(step_us: float, **shares: float) -> dict[str, float]:
@@ -41,28 +44,33 @@ def trace(worker: str = "rank0", step_us: float = 100_000.0, n_steps: int = 3, s
                          memcpy=memcpy or [], comm_overlap=overlap)
 
 
-def run_json(name: str, strategy: str, devices: int, global_batch: int, device_type: str = "cuda",
+TWO_LAYERS = [Layer(name="a", type="Linear", parameters=210, input_shape=[10], output_shape=[20], flops=400,
+                    dtype_bytes=4),
+              Layer(name="b", type="Linear", parameters=105, input_shape=[20], output_shape=[5], flops=200,
+                    dtype_bytes=4)]     # 100 elements per sample move per layer-wise DP step (see test_report_scaling)
+
+
+def run_info(name: str, strategy: str, devices: int, global_batch: int, device_type: str = "cuda",
              images_per_s: float | None = None, parameter_bytes: int | None = None, workers: int = 4,
-             cpus_allowed: int | None = None, pin_memory: bool = False, amp: bool = False,
-             layers: list[dict[str, Any]] | None = None, status: str = "complete") -> dict[str, Any]:
-    model: dict[str, Any] = {"layers": layers or []}
+             cpus: float | None = None, pin_memory: bool = False, amp: bool = False,
+             layers: list[Layer] | None = None, status: str = "complete", omp: str | None = None) -> RunInfo:
+    """run.json as the contract Structs; `cpus` is the job's CPU allocation (source: affinity)."""
+    model = ModelInfo(layers=layers)
     if parameter_bytes is not None:
-        model.update(parameters=parameter_bytes // 4, parameter_bytes=parameter_bytes)
-    results: dict[str, Any] = {"steps": 10, "images": 10 * global_batch}
-    if images_per_s is not None:
-        results["images_per_s"] = images_per_s
-    return {"schema": 1, "name": name, "status": status, "message": None,
-            "config": {"strategy": strategy, "device_type": device_type, "devices": devices,
-                       "global_batch": global_batch, "per_device_batch": global_batch // devices,
-                       "workers": workers, "pin_memory": pin_memory, "amp": amp},
-            "model": model,
-            "environment": {"cpus_allowed": cpus_allowed, "gpus": []},
-            "results": results}
+        model = ModelInfo(parameters=parameter_bytes // 4, parameter_bytes=parameter_bytes, layers=layers)
+    return RunInfo(
+        name=name, status=status,
+        config=ConfigInfo(strategy=strategy, device_type=device_type, devices=devices, global_batch=global_batch,
+                          per_device_batch=global_batch // devices, workers=workers, pin_memory=pin_memory, amp=amp),
+        model=model,
+        environment=Environment(cpu_allocation=None if cpus is None else CpuAllocation(cpus=cpus, source="affinity"),
+                                omp_num_threads=omp),
+        results=Results(steps=10, images=10 * global_batch, images_per_s=images_per_s))
 
 
-def run(name: str, traces: list[TraceAnalysis], info: dict[str, Any] | None = None,
-        samples: dict[str, Any] | None = None, root: Path = Path("/runs")) -> RunAnalysis:
-    return RunAnalysis(run_dir=root / name, name=name, run=info or {}, traces=traces, samples=samples or {})
+def run(name: str, traces: list[TraceAnalysis], info: RunInfo | None = None,
+        samples: SampleSummary | None = None, root: Path = Path("/runs")) -> RunAnalysis:
+    return RunAnalysis(run_dir=root / name, name=name, run=info, traces=traces, samples=samples or SampleSummary())
 
 
 # --- files on disk ----------------------------------------------------------------------------
@@ -98,14 +106,14 @@ def write_trace(path: Path, events: list[dict[str, Any]]) -> Path:
     return path
 
 
-def write_run(root: Path, name: str, info: dict[str, Any] | None, gpu: bool = True,
+def write_run(root: Path, name: str, info: RunInfo | None, gpu: bool = True,
               samples: str | None = None, traces: int = 1) -> Path:
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     for r in range(traces):
         write_trace(d / f"rank{r}.1700000000000.pt.trace.json.gz", kineto_events(gpu=gpu, pid=100 + r))
     if info is not None:
-        (d / vocab.RUN_JSON).write_text(json.dumps(info))
+        (d / vocab.RUN_JSON).write_bytes(encode_json(info))
     if samples is not None:
         (d / vocab.SAMPLES_CSV).write_text(samples)
     return d
@@ -121,6 +129,7 @@ SAMPLES = """time_ns,source,device,metric,value
 1000000000,proc,children,cpu_pct,300
 1000000000,proc,main,rss_mib,1000
 1000000000,proc,children,rss_mib,500
+1000000000,proc,tree,cpu_cores,3.5
 1100000000,nvml,0,gpu_util_pct,70
 1100000000,nvml,1,gpu_util_pct,40
 1100000000,nvml,0,pcie_tx_kbps,2000000
@@ -129,5 +138,13 @@ SAMPLES = """time_ns,source,device,metric,value
 1100000000,proc,children,cpu_pct,100
 1100000000,proc,main,rss_mib,1200
 1100000000,proc,children,rss_mib,200
+1100000000,proc,tree,cpu_cores,1.5
 1200000000,nvml,0,gpu_u
 """
+
+
+def seed_model() -> ModelInfo:
+    """The seed ConvNet's exact layer table as the producer writes it into run.json (meta device, no weights)."""
+    from models.train import model_description
+
+    return model_description(1.0)

@@ -13,7 +13,9 @@ from tensorboard.util import tensor_util
 
 from analysis import tbplugin
 from analysis.records import DeviceView, RunAnalysis, StepBreakdown, TraceAnalysis
+from analysis.report import build_report
 from analysis.tensorboard import REPORT_EVENTS_NAME, breakdown_tags, write_report_events
+from analysis.view import Item, ReportView, build_view
 from profiler.contract.vocab import CATEGORIES, COMMUNICATION, COMPUTE, IDLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +39,16 @@ def _run(tmp_path: Path, scale: float = 1.0) -> RunAnalysis:
                               communication_us=6000 * slow, h2d_us=0.0, idle_us=6000)]
         traces.append(TraceAnalysis(path=tmp_path / f"{worker}.1.pt.trace.json.gz", worker=worker, has_gpu=False,
                                     steps=steps, devices=devices, phase_totals_us={}, memcpy=[]))
-    return RunAnalysis(run_dir=tmp_path, name="ddp-2cpu-b16", run={}, traces=traces)
+    return RunAnalysis(run_dir=tmp_path, name="ddp-2cpu-b16", run=None, traces=traces)
+
+
+def view_of(run: RunAnalysis) -> ReportView:
+    """The run's part of its report's view, as `python -m analysis.report --tensorboard` hands it over."""
+    return build_view(build_report([run])).for_run(run.name)
+
+
+def items_view(*items: tuple[int, str], name: str = "ddp-2cpu-b16") -> ReportView:
+    return ReportView("t", [], [Item(n, "idle", name, text) for n, text in items], [], [], [])
 
 
 def _read(path: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, str]]:
@@ -55,7 +66,7 @@ def _read(path: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, str
 
 
 def test_breakdown_scalars_per_profiler_step(tmp_path: Path) -> None:
-    path = write_report_events(_run(tmp_path), ["replicate costs 4 ms", "data loading is 0 %"])
+    path = write_report_events(_run(tmp_path), items_view((1, "replicate costs 4 ms")))
     assert path == tmp_path / REPORT_EVENTS_NAME
     scalars, _ = _read(path)
     for tag in breakdown_tags():
@@ -77,7 +88,7 @@ def _breakdown_walls(path: Path) -> dict[int, float]:
 
 def test_wall_times_follow_the_trace(tmp_path: Path) -> None:
     run = _run(tmp_path)
-    walls = _breakdown_walls(write_report_events(run, []))
+    walls = _breakdown_walls(write_report_events(run, items_view()))
     assert walls == {n: pytest.approx((T0 + n * 100_000) / 1e6) for n in (2, 3, 4)}   # absolute µs used as they are
     # relative trace times: anchored on the trace file's mtime, which is when the last step had ended
     for trace in run.traces:
@@ -86,27 +97,31 @@ def test_wall_times_follow_the_trace(tmp_path: Path) -> None:
             s.end_us -= T0
         trace.path.write_bytes(b"{}")
         os.utime(trace.path, (1.7e9, 1.7e9))
-    walls = _breakdown_walls(write_report_events(run, []))
+    walls = _breakdown_walls(write_report_events(run, items_view()))
     last_end_rank1 = 4 * 100_000 + 14_000
     assert walls[4] - walls[2] == pytest.approx(0.2)
     assert walls[4] == pytest.approx(1.7e9 - (last_end_rank1 - 4 * 100_000) / 1e6)
 
 
-def test_device_busy_and_text(tmp_path: Path) -> None:
-    scalars, texts = _read(write_report_events(_run(tmp_path), ["replicate costs 4 ms", "data loading is 0 %"]))
+def test_device_busy_and_text_from_the_report_view(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    view = view_of(run)
+    scalars, texts = _read(write_report_events(run, view))
     # rank0: idle 6 of 30 ms -> 80 % busy; rank1: idle 6 of 42 ms
     assert scalars["device_busy_pct/rank0/cpu"] == [(4, pytest.approx(80.0))]
     assert scalars["device_busy_pct/rank1/cpu"][0][1] == pytest.approx(100 * 36 / 42, rel=1e-5)
-    assert texts["report/findings"] == "1\\. replicate costs 4 ms\n\n2\\. data loading is 0 %"
-    assert "| rank1 | 3 | 14.00 |" in texts["report/summary"]
-    assert "ddp-2cpu-b16" in texts["report/summary"]
+    assert view.findings, "the synthetic run has findings (communication is 20-43 % of the step)"
+    assert texts["report/findings"] == "\n\n".join(f"{f.number}\\. {f.text}" for f in view.findings)
+    summary = texts["report/summary"]
+    assert summary.startswith("## scalescope report") and "| ddp-2cpu-b16 | ddp | 2 cpu | 16 |" in summary
+    assert "| ddp-2cpu-b16 | rank0 cpu | 80 | 60 | 20 | 20 |" in summary       # the report's per-device row
 
 
 def test_rerun_replaces_its_own_file(tmp_path: Path) -> None:
     runner_file = tmp_path / "events.out.tfevents.1700000000.host.1.0"
     runner_file.write_bytes(b"")   # the runner's SummaryWriter file must be left alone
-    write_report_events(_run(tmp_path), ["first"])
-    path = write_report_events(_run(tmp_path, scale=2.0), ["second"])
+    write_report_events(_run(tmp_path), items_view((1, "first")))
+    path = write_report_events(_run(tmp_path, scale=2.0), items_view((1, "second")))
     event_files = sorted(p.name for p in tmp_path.iterdir() if io_wrapper.IsSummaryEventsFile(str(p)))
     assert event_files == sorted([runner_file.name, REPORT_EVENTS_NAME])
     assert sorted(p.name for p in tmp_path.iterdir()) == event_files   # no partial file left behind
@@ -117,14 +132,14 @@ def test_rerun_replaces_its_own_file(tmp_path: Path) -> None:
 
 
 def test_findings_keep_the_reports_own_numbers(tmp_path: Path) -> None:
-    _, texts = _read(write_report_events(_run(tmp_path), ["3. comm is 40 %", "7) idle is 20 %"]))
+    _, texts = _read(write_report_events(_run(tmp_path), items_view((3, "comm is 40 %"), (7, "idle is 20 %"))))
     assert texts["report/findings"] == "3\\. comm is 40 %\n\n7\\. idle is 20 %"
 
 
 def test_out_dir_and_run_without_traces(tmp_path: Path) -> None:
-    empty = RunAnalysis(run_dir=tmp_path / "run", name="single-1cpu-b16", run={}, traces=[],
-                        errors=["rank0.pt.trace.json.gz: not a Kineto trace"])
-    path = write_report_events(empty, [], out_dir=tmp_path / "elsewhere")
+    empty = RunAnalysis(run_dir=tmp_path / "run", name="single-1cpu-b16", run=None, traces=[],
+                        errors=["single-1cpu-b16/rank0.pt.trace.json.gz: not a Kineto trace"])
+    path = write_report_events(empty, view_of(empty), out_dir=tmp_path / "elsewhere")
     assert path == tmp_path / "elsewhere" / REPORT_EVENTS_NAME
     scalars, texts = _read(path)
     assert scalars == {}
@@ -137,7 +152,7 @@ def test_gpu_devices_are_named_by_index_and_never_merged(tmp_path: Path) -> None
     trace = run.traces[0]
     trace.devices = [DeviceView(f"pid 10 gpu {i}", 10, i, 30000, 20000 - 5000 * i, 1000, 500, 5000 + 5000 * i)
                      for i in (0, 1)]
-    scalars, _ = _read(write_report_events(run, []))
+    scalars, _ = _read(write_report_events(run, items_view()))
     assert scalars["device_busy_pct/rank0/gpu0"][0][1] == pytest.approx(100 * 25 / 30, rel=1e-5)
     assert scalars["device_busy_pct/rank0/gpu1"][0][1] == pytest.approx(100 * 20 / 30, rel=1e-5)
 

@@ -29,6 +29,7 @@ from conftest import run_dirs
 from analysis import tbplugin
 from analysis.records import RunAnalysis
 from analysis.tensorboard import REPORT_EVENTS_NAME, breakdown_tags, device_label, write_report_events
+from analysis.view import Item, ReportView
 from profiler.contract.vocab import DATA_LOADING
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -69,7 +70,8 @@ def sweep(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
         runs[src.name] = run
         findings[src.name] = [f"{src.name}: {len(run.traces)} worker(s), step {run.traces[0].mean_step_us() / 1e3:.2f} ms",
                               "second finding with *markdown*"]
-        write_report_events(run, findings[src.name])
+        items = [Item(i, "note", src.name, text) for i, text in enumerate(findings[src.name], 1)]
+        write_report_events(run, ReportView("scalescope report", [], items, [], [], []))
     return Sweep(logdir, runs, findings)
 
 
@@ -188,7 +190,7 @@ def test_scalars_plugin_has_breakdown_with_one_point_per_step(tensorboard: Serve
         loss = [t for t in run_tags if t.rsplit("/", 1)[-1] == "loss"]
         assert loss, f"{name}: no loss series from the runner: {sorted(run_tags)}"
         q = urllib.parse.urlencode({"run": name, "tag": loss[0]})
-        assert len(get_json(f"{tensorboard.url}/data/plugin/scalars/scalars?{q}")) == run.run["results"]["steps"]
+        assert len(get_json(f"{tensorboard.url}/data/plugin/scalars/scalars?{q}")) == run.run.results.steps
         assert any(t.startswith("host/") for t in run_tags), f"{name}: no host samples series: {sorted(run_tags)}"
         for tag in breakdown_tags() + [f"step/{w}_ms" for w in workers_of(run)]:
             q = urllib.parse.urlencode({"run": name, "tag": tag})
