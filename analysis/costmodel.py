@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from analysis.records import RunAnalysis
-from analysis.scaling import RunMetrics, samples_of
+from analysis.scaling import RunMetrics
 from profiler.contract import vocab
 from profiler.contract.runjson import Layer, ModelInfo
 
@@ -134,7 +134,7 @@ def link_bandwidths(run: RunAnalysis) -> dict[str, float]:
     dev_d = sum(totals.get(k, [0.0, 0.0])[1] for k in DEVICE_COPY_KINDS)
     if dev_b > 0 and dev_d > 0:
         out["memcpy device-to-device"] = dev_b / (dev_d * 1e3)
-    s = samples_of(run)
+    s = run.samples
     peaks = list(s.pcie_tx_kbps_max.values()) + list(s.pcie_rx_kbps_max.values())
     if peaks and max(peaks) > 0:
         out["NVML PCIe peak (sampled)"] = max(peaks) * KIB / 1e9

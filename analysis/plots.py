@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
 from analysis.records import RunAnalysis  # noqa: E402
-from analysis.scaling import RunMetrics, samples_of  # noqa: E402
+from analysis.scaling import RunMetrics  # noqa: E402
 from analysis.timeline import median_step  # noqa: E402
 from profiler.contract import vocab  # noqa: E402
 
@@ -96,7 +96,7 @@ def speedup_png(metrics: Sequence[RunMetrics]) -> bytes | None:
 def utilisation_png(run: RunAnalysis, m: RunMetrics | None = None) -> bytes | None:
     """NVML GPU utilisation per device (%), and the process tree's CPU in cores with the job's allocation
     as a line, on separate axes: a % of all cores and a % of one core never share a scale."""
-    s = samples_of(run)
+    s = run.samples
     gpu = s.series_of(vocab.SOURCE_NVML, vocab.GPU_UTIL)
     tree = s.series_of(vocab.SOURCE_PROC, vocab.CPU_CORES).get(vocab.PROC_TREE)
     if not gpu and tree is None:

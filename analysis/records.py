@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from analysis.samplestats import SampleSummary
+from profiler.contract.runjson import RunInfo
 from profiler.contract.vocab import CATEGORIES
 
 
@@ -97,8 +98,8 @@ class RunAnalysis:
 
     run_dir: Path
     name: str
-    run: dict[str, Any]                 # run.json as written (empty when missing)
+    run: RunInfo | None                 # run.json through the contract (None: absent or unreadable)
     traces: list[TraceAnalysis]
-    samples: dict[str, Any] = field(default_factory=dict)  # summaries of samples.csv (mean GPU util per device, host CPU %, ...)
+    samples: SampleSummary = field(default_factory=SampleSummary)  # samples.csv, read once
     errors: list[str] = field(default_factory=list)        # one line each: a trace that could not be read, etc.
     notes: list[str] = field(default_factory=list)         # reader notes (e.g. run.json schema 1 upgraded)

@@ -22,7 +22,7 @@ from analysis.findings import (THRESHOLDS, Finding, Recommendation, Thresholds, 
 from analysis.records import RunAnalysis
 from analysis.runs import InputError, TraceAnalyser, analyse_runs, discover_runs
 from analysis.samplestats import SampleSummary
-from analysis.scaling import RunMetrics, attach_speedups, run_metrics, samples_of
+from analysis.scaling import RunMetrics, attach_speedups, run_metrics
 from analysis.view import ReportView, build_view, items_json
 from profiler.contract import vocab
 from profiler.contract.runjson import encode_json
@@ -80,7 +80,7 @@ def _run_notes(r: RunAnalysis, m: RunMetrics, cost: CostModel) -> list[str]:
     notes += [f"{r.name}: {n}" for n in r.notes]
     notes += [f"{r.name}: {n}" for n in m.notes]
     notes += [f"{r.name}: cost model: {n}" for n in cost.notes]
-    notes += [f"{r.name}: {n}" for n in cpu_notes(m, r.run is not None, samples_of(r).rows)]
+    notes += [f"{r.name}: {n}" for n in cpu_notes(m, r.run is not None, r.samples.rows)]
     return notes
 
 
@@ -121,7 +121,7 @@ def to_summary(report: Report, view: ReportView | None = None) -> dict[str, Any]
     for r, m in zip(report.runs, report.metrics):
         d = asdict(m)
         d["errors"] = list(r.errors)
-        d["samples"] = _samples_dict(samples_of(r))
+        d["samples"] = _samples_dict(r.samples)
         d["cost_model"] = _cost_dict(report.costs[m.run_dir])
         d["trace_files"] = [{"path": str(t.path), "worker": t.worker, "has_gpu": t.has_gpu, "steps": len(t.steps),
                              "mean_step_ms": t.mean_step_us() / 1e3, "notes": list(t.notes),

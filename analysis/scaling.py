@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 
 from analysis.records import RunAnalysis, TraceAnalysis
-from analysis.samplestats import SampleSummary
 from profiler.contract import vocab
 from profiler.contract.runjson import RunInfo
 from profiler.contract.runname import parse_run_name
@@ -81,11 +80,6 @@ def _trace_devices(traces: list[TraceAnalysis]) -> int:
     return len(gpus) if gpus else len({t.worker for t in traces})
 
 
-def samples_of(run: RunAnalysis) -> SampleSummary:
-    """The run's samples summary; RunAnalysis.samples defaults to an empty dict (records.py), meaning none."""
-    return run.samples if isinstance(run.samples, SampleSummary) else SampleSummary()
-
-
 def _step_figures(traces: list[TraceAnalysis], info: RunInfo | None, notes: list[str]
                   ) -> tuple[float | None, str, dict[str, float], dict[str, float]]:
     """(step ms, its source, ms per category, inclusive ms per phase label): traces first, else run.json."""
@@ -147,7 +141,7 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
     if not ips_src:
         ips = global_batch / (step_ms / 1e3) if step_ms and global_batch else None
         ips_src = "trace" if ips is not None else ""
-    samples = samples_of(run)
+    samples = run.samples
     alloc = env.cpu_allocation if env is not None else None
     overlaps = [float(t.comm_overlap) for t in run.traces if t.comm_overlap is not None]
     return RunMetrics(

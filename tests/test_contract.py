@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from profiler.contract import vocab
-from profiler.contract.runjson import (CpuAllocation, Layer, ModelInfo, RunInfo, RunJsonError, load_run_json,
+from profiler.contract.runjson import (CpuAllocation, Layer, ModelInfo, RunInfo, load_run_json,
                                        read_run_json, write_json_atomic)
 from profiler.contract.runname import RunName, format_run_name, parse_run_name
 from profiler.contract.samples import SamplesError, read_samples
