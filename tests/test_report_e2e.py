@@ -3,6 +3,7 @@ run) through `python -m analysis.report`."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def test_report_over_real_cpu_runs(real_runs: list[Path], tmp_path: Path, capsys
         assert r["shares"][vocab.COMPUTE] > 0
         assert r["images_per_s_source"] == "run.json"
         assert r["errors"] == []
+        # the runner recorded the job's allocation (this machine: its affinity) and the sampler the tree's cores
+        assert r["cpus"] == float(len(os.sched_getaffinity(0))) and r["cpus_source"] == "affinity"
+        assert r["tree_cpu_cores"] is not None and 0.0 < r["tree_cpu_cores"] <= r["cpus"] * 1.3
     assert single["shares"][vocab.COMMUNICATION] == 0.0
     assert ddp["shares"][vocab.COMMUNICATION] > 0.0          # the gloo all-reduce is seen and counted
     assert ddp["baseline"] == single["name"]
