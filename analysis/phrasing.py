@@ -187,8 +187,10 @@ def _cpu_saturated(f: fd.CpuSaturatedFigures) -> str:
     else:
         who = f"{loops} alone use{'s' if f.processes == 1 else ''} {it} (no DataLoader workers)"
     text = f"the job's {cpus(f.cpus)} {verb} saturated: {who}"
-    if f.data_share > 0:
+    if f.data_share >= 0.005:
         text += f"; data loading is {pct(f.data_share)} of the step"
+    else:
+        text += "; data loading is under 1 % of the step, so the CPUs go to compute"
     return text + f" ({_tree(f.tree_cpu_cores, f.cpus)}, allocation from {f.cpus_source}; {f.at.run})"
 
 

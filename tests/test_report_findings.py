@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from analysis.findings import THRESHOLDS, all_findings, findings_for, recommendations
-from analysis.phrasing import recommendation_text
+from analysis.phrasing import finding_text, recommendation_text
 from analysis.records import MemcpyStats
 from analysis.report import measure as analysed
 from analysis.samplestats import SampleSummary
@@ -68,6 +68,18 @@ def test_data_loading_and_the_saturated_allocation() -> None:
     assert "cpu_saturated" not in kinds(all_findings(*analysed([idle_cpu])))
     r2 = run("single-1gpu-b64", [trace(shares={C: 0.4, DATA: 0.09})], info)
     assert "data_loading" not in kinds(all_findings(*analysed([r2])))
+
+
+def test_saturated_cpus_of_a_compute_bound_run_are_not_blamed_on_data() -> None:
+    """Golden wording: two DDP ranks keep both CPUs busy with compute, the step never waits on data."""
+    info = run_info("ddp-2cpu-b64", "ddp", 2, 64, images_per_s=5.0, workers=1, cpus=2)
+    r = run("ddp-2cpu-b64", [trace(shares={C: 0.93, DATA: 0.0004})], info,
+            samples=SampleSummary(rows=10, tree_cpu_cores=1.85))
+    (sat,) = [f for f in all_findings(*analysed([r])) if f.kind == "cpu_saturated"]
+    assert finding_text(sat) == (
+        "the job's 2 CPUs are saturated: 2 DataLoader workers and 2 DDP processes share them; data loading is "
+        "under 1 % of the step, so the CPUs go to compute (the process tree uses 1.85 cores of the job's 2 CPUs, "
+        "allocation from affinity; ddp-2cpu-b64)")
 
 
 def test_no_cpu_claim_without_the_allocation_or_the_tree_rows() -> None:
