@@ -18,7 +18,7 @@ import msgspec
 from profiler.contract import vocab
 
 __all__ = ["Layer", "ModelInfo", "ProfilerSchedule", "ConfigInfo", "CudaDevice", "GpuInfo", "CpuAllocation",
-           "Environment", "EpochResult", "Results", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
+           "Environment", "EpochResult", "Results", "ThreadScaling", "AllReduceRate", "Calibration", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
            "encode_json", "decode_run_json", "write_json_atomic"]
 
 
@@ -150,6 +150,44 @@ class Environment(_S):
         return int(text) if text.isdigit() else None
 
 
+class ThreadScaling(_S):
+    """How this model's work speeds up with threads on this machine, measured, not assumed linear.
+
+    `compute_ms[i]`: forward + backward of the run's own model on `batch` images with
+    `threads[i]` threads; `memory_ms[i]`: an optimizer-like memory-bound pass over `elements`
+    float32 values (what Adam does to every parameter) with the same threads. Measured alone and,
+    where `concurrent` is set, with `concurrent` processes running the same pass at once (the
+    memory bandwidth they share is what a CPU DDP run meets).
+    """
+
+    threads: list[int]
+    compute_ms: list[float]
+    memory_ms: list[float]
+    batch: int
+    elements: int
+    concurrent: int | None = None
+    concurrent_compute_ms: float | None = None     # per process, `concurrent` processes × 1 thread each
+    concurrent_memory_ms: float | None = None
+
+
+class AllReduceRate(_S):
+    """A timed loopback all-reduce between `processes` processes (gloo on CPU, NCCL on GPUs)."""
+
+    backend: str
+    processes: int
+    bytes: int                 # the tensor each process reduces
+    ms: float                  # median wall time of one all-reduce
+    threads: int | None = None  # threads per process while it ran
+
+
+class Calibration(_S):
+    """Short measurements the runner adds so the what-if can predict other configurations."""
+
+    thread_scaling: ThreadScaling | None = None
+    allreduce: AllReduceRate | None = None
+    notes: list[str] = msgspec.field(default_factory=list)
+
+
 class EpochResult(_S):
     epoch: int
     steps: int
@@ -179,6 +217,7 @@ class RunInfo(_S):
     model: ModelInfo = msgspec.field(default_factory=ModelInfo)
     environment: Environment = msgspec.field(default_factory=Environment)
     results: Results | None = None
+    calibration: Calibration | None = None
     notes: list[str] = msgspec.field(default_factory=list)
 
 
