@@ -24,6 +24,7 @@ from analysis.runs import InputError, TraceAnalyser, analyse_runs, discover_runs
 from analysis.samplestats import SampleSummary
 from analysis.scaling import RunMetrics, attach_speedups, run_metrics
 from analysis.view import ReportView, build_view, items_json
+from analysis.whatif.check import CheckRow, check_runs, error_summary
 from profiler.contract import vocab
 from profiler.contract.runjson import encode_json
 
@@ -41,6 +42,7 @@ class Report:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     thresholds: Thresholds = THRESHOLDS
+    whatif: list[CheckRow] = field(default_factory=list)   # each multi-device run predicted from its 1-device run
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -97,9 +99,11 @@ def build_report(runs: list[RunAnalysis], t: Thresholds = THRESHOLDS) -> Report:
     tb = tb_profiler_note()
     if tb:
         notes.append(tb)
+    whatif, _, whatif_notes = check_runs(runs, metrics)
+    notes += whatif_notes
     return Report(runs=runs, metrics=metrics, costs=costs, findings=all_findings(metrics, costs, t),
                   recommendations=recommendations(metrics, costs, t),
-                  errors=[e for r in runs for e in r.errors], notes=notes, thresholds=t)
+                  errors=[e for r in runs for e in r.errors], notes=notes, thresholds=t, whatif=whatif)
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -135,6 +139,8 @@ def to_summary(report: Report, view: ReportView | None = None) -> dict[str, Any]
         "errors": list(view.errors),
         "notes": list(view.notes),
         "thresholds": thresholds_dict(report.thresholds),
+        "whatif": {"checks": [{**asdict(c), "error": c.error} for c in report.whatif],
+                   "summary": error_summary(report.whatif)},
     }
 
 

@@ -73,6 +73,7 @@ def _about(note: str, run: str) -> bool:
 
 
 RUNS, COSTS, DEVICES = "Runs", "Communication cost model", "Per device (each GPU on its own, never merged)"
+WHATIF = "What if vs measured"
 
 
 def _f(x: float | None, fmt: str) -> str:
@@ -133,13 +134,23 @@ def device_table(report: Report) -> Table:
                  "busy = compute + communication + host→device copies on that device, over the profiled steps", left=2)
 
 
+def whatif_table(report: Report) -> Table:
+    """Each measured multi-device run beside its prediction from the 1-device run (analysis.whatif)."""
+    from analysis.whatif import wording   # the what-if's own phrasing; imports nothing heavy
+
+    rows = [wording.check_row(r) for r in report.whatif]
+    foot = wording.CHECK_FOOT + ("; " + wording.check_summary(report.whatif) if report.whatif else "")
+    return Table(WHATIF, list(wording.CHECK_HEADER), rows, foot, left=2)
+
+
 def build_view(report: Report) -> ReportView:
     findings = [Item(i, f.kind, f.run, phrasing.finding_text(f), figures_dict(f.figures))
                 for i, f in enumerate(report.findings, 1)]
     recs = [Item(i, r.kind, r.run, phrasing.recommendation_text(r), figures_dict(r.figures),
                  {"saving_ms": r.saving_ms, "step_ms": r.step_ms, "basis": r.basis, "saving_share": r.saving_share})
             for i, r in enumerate(report.recommendations, 1)]
-    tables = [runs_table(report)] + [t for t in (cost_table(report), device_table(report)) if t.rows]
+    tables = [runs_table(report)] + [t for t in (cost_table(report), device_table(report), whatif_table(report))
+                                     if t.rows]
     return ReportView(TITLE, tables, findings, recs, list(report.notes), list(report.errors))
 
 

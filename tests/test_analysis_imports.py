@@ -30,13 +30,20 @@ print(json.dumps({"failed": failed, "torch_loaded": sorted(m for m in sys.module
 
 
 def _modules(package: Path) -> list[str]:
-    dotted = ".".join(package.relative_to(REPO).parts)
-    return [dotted] + [f"{dotted}.{p.stem}" for p in sorted(package.glob("*.py")) if p.stem != "__init__"]
+    """Every module of the package, subpackages included (analysis.whatif.*), __main__ left out."""
+    out = []
+    for p in sorted(package.rglob("*.py")):
+        parts = p.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__main__" or "__pycache__" in parts:
+            continue
+        out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return sorted(set(out))
 
 
 def test_every_analysis_module_and_the_contract_import_without_torch() -> None:
     modules = _modules(REPO / "analysis") + _modules(REPO / "profiler" / "contract")
     assert "analysis.breakdown" in modules and "profiler.contract.runjson" in modules
+    assert "analysis.whatif.predict" in modules
     res = subprocess.run([sys.executable, "-c", _CHILD, *modules], cwd=REPO, env=cli_env(),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]

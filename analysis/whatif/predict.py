@@ -1,0 +1,327 @@
+"""One prediction: a configuration's step as a sum of terms, each with the figures it rests on.
+
+predict() decides, term by term, which figure goes into the pure rules of terms.py: measured in
+the input run where it can be, calibrated (run.json `calibration`) where the input run cannot
+show it, and otherwise an assumption that says so ("assumed: ..."). Predicting a GPU from a CPU
+profile uses FLOPs and bytes against a datasheet and is labelled "analytic".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analysis.costmodel import strategy_traffic
+from analysis.whatif import terms as T
+from analysis.whatif.gpus import DEFAULT_GPU, GpuSpec, find_gpu
+from analysis.whatif.link import choose_link, host_link
+from analysis.whatif.profile import Profile, WhatIfError
+from profiler.contract import vocab
+
+COMPUTE_EFFICIENCY = 0.4        # share of the datasheet FLOP peak a small-image convnet reaches (stated)
+MEMORY_EFFICIENCY = 0.7         # share of the datasheet memory bandwidth Adam's passes reach (stated)
+ASSUMED_GLOO_GBPS = 1.0         # ring bytes/s of a loopback gloo all-reduce when run.json has no calibration
+DP_CALL_MS_PER_REPLICA = 0.5    # host work of one DataParallel call per replica: threads, scatter/gather glue (assumed)
+ANALYTIC = "analytic"
+ASSUMED = "assumed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The configuration to predict."""
+
+    strategy: str
+    devices: int
+    device_type: str
+    global_batch: int
+    cpus: float
+    workers: int
+    gpu: GpuSpec | None = None
+    link_gbps: float | None = None
+
+    @property
+    def per_device_batch(self) -> int:
+        return self.global_batch // self.devices
+
+    @property
+    def processes(self) -> int:
+        return self.devices if self.strategy == vocab.DDP else 1
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str          # "forward", "backward", "loss", "optimizer", "replicate", "all-reduce (exposed)", ...
+    category: str      # a vocab breakdown category
+    ms: float          # what it adds to the step
+    basis: str
+
+
+@dataclass
+class Prediction:
+    input_run: str
+    target: Target
+    terms: list[Term]
+    step_ms: float
+    images_per_s: float
+    speedup: float                       # images/s vs the input run's measured images/s
+    images_per_device_hour: float
+    bytes_per_step: int
+    memory_per_device: dict[str, int]    # device 0 (DataParallel's busiest) / one DDP rank; per process on a CPU
+    memory_fits: bool | None             # vs the GPU's memory (None: no GPU or not known)
+    gpu: str | None
+    analytic: bool
+    assumed: bool
+    loader_cores_needed: float | None    # cores the DataLoader keeps busy at the predicted rate
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def parts_ms(self) -> dict[str, float]:
+        out = {c: 0.0 for c in vocab.CATEGORIES}
+        for t in self.terms:
+            out[t.category] += t.ms
+        return out
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(self.memory_per_device.values())
+
+    @property
+    def basis(self) -> list[str]:
+        return [f"{t.name}: {t.basis}" for t in self.terms] + list(self.notes)
+
+
+def _scaled(ms: float, images_from: int, images_to: int, factor: float = 1.0) -> float:
+    return ms / images_from * images_to * factor
+
+
+def _factor_basis(tf: T.ThreadFactor, p: Profile, threads: int, processes: int, kind: str) -> str:
+    if tf.source == "assumed":
+        return (f"× {tf.factor:.2f} for {threads} thread(s) per process vs {p.threads} (assumed: linear in cores, "
+                "no calibration in run.json)")
+    if tf.source == "concurrent":
+        return (f"× {tf.factor:.2f}: calibrated {kind} of {processes} concurrent processes "
+                f"{tf.at_target_ms:.1f} ms vs {tf.at_base_ms:.1f} ms at {p.threads} thread(s) (run.json calibration)")
+    return (f"× {tf.factor:.2f}: calibrated {kind} at {threads} thread(s) {tf.at_target_ms:.1f} ms ({tf.how}) vs "
+            f"{tf.at_base_ms:.1f} ms at {p.threads} (run.json calibration"
+            + (", processes measured alone" if processes > 1 else "") + ")")
+
+
+def _flops(p: Profile) -> int:
+    m = p.model
+    f = (m.forward_flops if m is not None else None) or (sum(la.flops for la in m.layers) if m and m.layers else 0)
+    if not f:
+        raise WhatIfError(f"{p.run_dir}: run.json has no forward FLOPs (layer table): cannot predict a GPU from this "
+                          "CPU profile")
+    return f
+
+
+def target_gpu(p: Profile, t: Target) -> tuple[GpuSpec | None, list[str]]:
+    """The card the target runs on: --gpu, else the input run's own (when the table knows it), else the default."""
+    if t.device_type != "cuda":
+        return None, []
+    if t.gpu is not None:
+        return t.gpu, []
+    own = find_gpu(p.gpu_name)
+    if p.device_type == "cuda":
+        return own, ([] if own or not p.gpu_name else [f"{p.gpu_name} is not in the GPU table: memory fit not checked"])
+    spec = find_gpu(DEFAULT_GPU)
+    return spec, [f"--gpu not given: predicted for {DEFAULT_GPU} (the default)"]
+
+
+def predict(p: Profile, t: Target) -> Prediction:
+    """The step of configuration t, scaled from the input profile p, term by term."""
+    if p.device_type == "cuda" and t.device_type == "cpu":
+        raise WhatIfError(f"{p.run_dir}: predicting a CPU run from a GPU profile is not modelled")
+    spec, notes = target_gpu(p, t)
+    analytic = p.device_type == "cpu" and t.device_type == "cuda"
+    own = find_gpu(p.gpu_name) if p.device_type == "cuda" else None
+    same_cards = p.device_type == "cuda" and (t.gpu is None or own == t.gpu)
+    procs, b, n = t.processes, t.per_device_batch, t.devices
+    threads = T.threads_per_process(t.cpus, procs) if t.device_type == "cpu" else 1
+    loss_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
+    cal = p.calibration.thread_scaling if p.calibration is not None else None
+    out: list[Term] = []
+    model = p.model
+    pbytes = model.parameter_bytes if model is not None else None
+
+    # --- compute and optimizer
+    if analytic:
+        assert spec is not None
+        f = _flops(p)
+        peak = spec.fp16_tflops if p.amp else spec.fp32_tflops
+        eff = f"÷ ({spec.name} {peak:g} TFLOPS {'fp16' if p.amp else 'fp32'} datasheet × {COMPUTE_EFFICIENCY:.0%} " \
+              f"efficiency, stated)"
+        out.append(Term("forward", vocab.COMPUTE, T.flops_ms(f * b, peak, COMPUTE_EFFICIENCY),
+                        f"{ANALYTIC}: {f / 1e9:.2f} GFLOP per image (layer table) × {b} images {eff}"))
+        out.append(Term("backward", vocab.COMPUTE, T.flops_ms(2 * f * b, peak, COMPUTE_EFFICIENCY),
+                        f"{ANALYTIC}: 2 × forward FLOPs × {b} images {eff}"))
+        params = (model.parameters if model is not None and model.parameters else (pbytes or 0) // 4)
+        if not params:
+            raise WhatIfError(f"{p.run_dir}: run.json has no parameter count: cannot predict the optimizer on a GPU")
+        out.append(Term("optimizer", vocab.COMPUTE,
+                        T.transfer_ms(T.adam_bytes(params), spec.memory_gbps * MEMORY_EFFICIENCY),
+                        f"{ANALYTIC}: Adam moves {T.ADAM_BYTES_PER_PARAMETER} bytes × {params / 1e6:.1f} M parameters "
+                        f"÷ ({spec.memory_gbps:g} GB/s datasheet × {MEMORY_EFFICIENCY:.0%}, stated); not divided by N"))
+    else:
+        if t.device_type == "cpu":
+            cf = T.thread_factor(cal, False, p.threads, threads, procs)
+            mf = T.thread_factor(cal, True, p.threads, threads, procs)
+            c_basis, m_basis = (_factor_basis(cf, p, threads, procs, "compute"),
+                                _factor_basis(mf, p, threads, procs, "memory pass"))
+            c_factor, m_factor = cf.factor, mf.factor
+        elif spec is not None and own is not None and spec != own:
+            c_factor = (own.fp16_tflops / spec.fp16_tflops) if p.amp else own.fp32_tflops / spec.fp32_tflops
+            m_factor = own.memory_gbps / spec.memory_gbps
+            c_basis = f"× {c_factor:.2f}: {own.name} → {spec.name} datasheet FLOP peak ({ANALYTIC})"
+            m_basis = f"× {m_factor:.2f}: {own.name} → {spec.name} datasheet memory bandwidth ({ANALYTIC})"
+            analytic = True
+        else:
+            c_factor = m_factor = 1.0
+            c_basis, m_basis = "same device", "same device"
+        for name, ms, images_from, images_to in (("forward", p.forward_ms, p.per_device_batch, b),
+                                                 ("backward", p.backward_ms, p.per_device_batch, b),
+                                                 ("loss", p.loss_ms, p.loss_images, loss_images)):
+            out.append(Term(name, vocab.COMPUTE, _scaled(ms, images_from, images_to, c_factor),
+                            f"{ms:.1f} ms measured in {p.name} for {images_from} images, × {images_to}/{images_from} "
+                            f"images; {c_basis}"))
+        out.append(Term("optimizer", vocab.COMPUTE, p.optimizer_ms * m_factor,
+                        f"{p.optimizer_ms:.1f} ms measured in {p.name}, not divided by N ("
+                        + ("every rank updates every parameter" if t.strategy == vocab.DDP else "one optimizer")
+                        + f"); {m_basis}"))
+    backward_ms = next(x.ms for x in out if x.name == "backward")
+
+    # --- communication
+    items, missing = strategy_traffic(t.strategy, n, t.global_batch, model, p.amp)
+    notes += missing
+    nbytes = sum(i.bytes for i in items)
+    if n > 1 and t.strategy == vocab.DDP and pbytes:
+        ring = T.ring_allreduce_bytes(pbytes, n)
+        if t.device_type == "cpu":
+            ar = p.calibration.allreduce if p.calibration is not None else None
+            if ar is not None and ar.bytes > 0:
+                ar_ms = T.rate_scaled_ms(ar.ms, ar.bytes, ar.processes, pbytes, n)
+                ar_basis = (f"{ar.backend} all-reduce {ar.ms:.1f} ms for {ar.bytes / 1e6:.1f} MB between "
+                            f"{ar.processes} processes (run.json calibration), scaled linearly to "
+                            f"{pbytes / 1e6:.1f} MB of gradients at {n}")
+            else:
+                ar_ms = T.transfer_ms(ring, ASSUMED_GLOO_GBPS)
+                ar_basis = (f"ring 2(N−1)/N × {pbytes / 1e6:.1f} MB = {ring / 1e6:.1f} MB at {ASSUMED_GLOO_GBPS:g} GB/s "
+                            f"({ASSUMED}: no calibration in run.json)")
+        else:
+            link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards)
+            if link is None:
+                raise WhatIfError(f"{p.run_dir}: no link bandwidth for the all-reduce: pass --link-gbps or --gpu")
+            ar_ms = T.transfer_ms(ring, link.gbps)
+            ar_basis = f"ring 2(N−1)/N × {pbytes / 1e6:.1f} MB = {ring / 1e6:.1f} MB at {link.basis}"
+            analytic = analytic or link.source == "datasheet"
+        if t.device_type == "cpu" and procs * threads >= t.cpus:
+            exposed = ar_ms
+            ov = (f"adds in full: {procs} processes × {threads} thread(s) fill the {t.cpus:g} cores, so gloo's own CPU "
+                  "work competes with backward and overlap buys little")
+        elif model is not None and model.layers:
+            sched = T.ddp_schedule(model.layers, backward_ms, ar_ms)
+            exposed = T.exposed_after_backward(sched, backward_ms)
+            ov = (f"{len(sched)} buckets (25 MiB, first 1 MiB, reverse layer order) overlap backward "
+                  f"({backward_ms:.1f} ms, split by layer FLOPs): {exposed:.1f} ms left after it")
+        else:
+            exposed, ov = ar_ms, "adds in full: no layer table to place the buckets"
+        out.append(Term("all-reduce (exposed)", vocab.COMMUNICATION, exposed,
+                        f"{ar_ms:.1f} ms in flight: {ar_basis}; {ov}"))
+    elif n > 1 and t.strategy in vocab.DP_STRATEGIES:
+        link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards)
+        if link is None:
+            raise WhatIfError(f"{p.run_dir}: no link bandwidth for DataParallel's copies: pass --link-gbps or --gpu")
+        analytic = analytic or link.source == "datasheet"
+        for item in items:
+            out.append(Term(item.kind.replace("_", " "), vocab.COMMUNICATION, T.transfer_ms(item.bytes, link.gbps),
+                            f"{item.bytes / 1e6:.1f} MB (analysis.costmodel, layer table) at {link.basis}"))
+        if model is not None and model.layers:
+            last = model.layers[-1]
+            g = last.output_elements * last.dtype_bytes * t.global_batch * (n - 1) // n
+            nbytes += g
+            out.append(Term("gather outputs", vocab.COMMUNICATION, T.transfer_ms(g, link.gbps),
+                            f"{g / 1e6:.3f} MB: the last layer's output × {t.global_batch} × (N−1)/N at {link.gbps:.1f} GB/s"))
+        calls = len(model.layers) if t.strategy == vocab.DP_LAYERWISE and model and model.layers else 1
+        if not (p.strategy == t.strategy and p.devices == n):
+            out.append(Term("replica threads", vocab.HOST_OVERHEAD, calls * n * DP_CALL_MS_PER_REPLICA,
+                            f"{calls} DataParallel call(s) × {n} replicas × {DP_CALL_MS_PER_REPLICA} ms ({ASSUMED}: "
+                            "thread start, scatter/gather glue; no DataParallel run measured)"))
+
+    # --- host → device and the rest of the step
+    if t.device_type == "cuda":
+        h2d_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
+        if p.device_type == "cuda" and same_cards:
+            src_images = p.global_batch if p.strategy in vocab.DP_STRATEGIES else p.per_device_batch
+            out.append(Term("input copy", vocab.H2D_COPY, _scaled(p.h2d_ms, src_images, h2d_images),
+                            f"ss:h2d {p.h2d_ms:.1f} ms measured in {p.name} for {src_images} images × "
+                            f"{h2d_images}/{src_images}"))
+        elif model is not None and model.layers:
+            hl = host_link(p.gpus, spec, p.bandwidths, p.name, same_cards)
+            first = model.layers[0]
+            ib = first.input_elements * first.dtype_bytes * h2d_images
+            if hl is not None and hl.gbps > 0:
+                out.append(Term("input copy", vocab.H2D_COPY, T.transfer_ms(ib, hl.gbps),
+                                f"{ANALYTIC}: {ib / 1e6:.1f} MB input at {hl.basis}"))
+    out.append(Term("host", vocab.HOST_OVERHEAD, p.host_ms,
+                    f"the rest of {p.name}'s step outside the phases, {p.host_ms:.1f} ms measured, kept per step"))
+
+    # --- data loading: the loader's CPU against the cores its workers get
+    rest = sum(x.ms for x in out)
+    out.append(_data_term(p, t, threads, rest, not analytic and p.device_type == t.device_type))
+
+    step = sum(x.ms for x in out)
+    ips = t.global_batch / (step / 1e3)
+    mem = T.memory_parts(pbytes or 0, model.layers if model else None, b, True, t.strategy == vocab.DDP and n > 1,
+                         p.amp)
+    if t.strategy in vocab.DP_STRATEGIES and n > 1 and model is not None and model.layers:
+        first, last = model.layers[0], model.layers[-1]
+        mem["dp_gathered"] = (first.input_elements + last.output_elements) * first.dtype_bytes * t.global_batch
+    fits = sum(mem.values()) <= spec.memory_gb * 1e9 if spec is not None and pbytes else None
+    if fits is False:
+        notes.append(f"needs {sum(mem.values()) / 1e9:.1f} GB per device: does not fit in {spec.name}'s "
+                     f"{spec.memory_gb:g} GB")
+    if not pbytes:
+        notes.append("no parameter_bytes in run.json: memory per device and communication not predicted")
+    loader = p.loader_ms_per_image
+    return Prediction(
+        input_run=p.name, target=t, terms=out, step_ms=step, images_per_s=ips, speedup=ips / p.images_per_s,
+        images_per_device_hour=ips * 3600 / n, bytes_per_step=nbytes, memory_per_device=mem, memory_fits=fits,
+        gpu=spec.name if spec is not None else None, analytic=analytic,
+        assumed=any(ASSUMED in x.basis for x in out), notes=notes,
+        loader_cores_needed=T.loader_cores_needed(loader, ips) if loader is not None else None)
+
+
+def _data_term(p: Profile, t: Target, threads: int, rest_ms: float, measured_compute: bool) -> Term:
+    """The wait on data: starvation when the workers' cores cannot load a batch in a step, else the fetch itself.
+
+    Loading that shared the input run's cores is already inside its measured phases; only what
+    the target's cores change is added (measured_compute: the compute terms were scaled from it)."""
+    def busy(device_type: str, processes: int, th: int) -> float:
+        return float(processes * (th if device_type == "cpu" else 1))
+
+    per_process = t.per_device_batch if t.strategy == vocab.DDP else t.global_batch
+    base_per_process = p.per_device_batch if p.strategy == vocab.DDP else p.global_batch
+    cost = p.loader_ms_per_image
+    if cost is None:
+        ms = _scaled(p.data_wait_ms, base_per_process, per_process)
+        return Term("data", vocab.DATA_LOADING, ms, f"ss:data_wait {p.data_wait_ms:.1f} ms measured in {p.name} × "
+                    f"{per_process}/{base_per_process} images ({p.loader_basis}: starvation not predicted)")
+    base_cores = T.loader_cores(p.cpus, busy(p.device_type, p.processes, p.threads), p.processes, p.workers)
+    base_wait = T.loader_wait_ms(cost, p.global_batch, base_cores, p.step_ms - p.data_wait_ms)
+    in_fetch = base_wait if base_cores.why != "shared" else 0.0     # shared: inside the compute, not ss:data_wait
+    fetch = _scaled(max(0.0, p.data_wait_ms - in_fetch), base_per_process, per_process)
+    cores = T.loader_cores(t.cpus, busy(t.device_type, t.processes, threads), t.processes, t.workers)
+    wait = T.loader_wait_ms(cost, t.global_batch, cores, rest_ms)
+    already = (cost * t.global_batch / base_cores.cores
+               if measured_compute and base_cores.why == "shared" and cores.why == "shared" else 0.0)
+    load_ms = cost * t.global_batch / cores.cores
+    where = {"free": f"{cores.cores:g} free core(s) for {t.processes * t.workers} worker(s): runs beside the step",
+             "shared": f"no free core ({t.cpus:g} CPUs, {t.processes} process(es)"
+                       + (f" × {threads} threads" if t.device_type == "cpu" else "")
+                       + f"): the {t.workers} worker(s) share the step's cores, so loading adds in full",
+             "main": "workers=0: the training process loads, in series with the step"}[cores.why]
+    starve = (f"starved: {load_ms:.1f} ms to load a batch vs {rest_ms:.1f} ms of step" if cores.overlapped and wait > 0
+              else f"{load_ms:.1f} ms to load a batch")
+    if already:
+        starve += f", {already:.1f} ms of it already inside {p.name}'s measured phases (its loader shared the cores too)"
+    return Term("data", vocab.DATA_LOADING, max(wait - already, fetch),
+                f"{p.loader_basis}; × {t.global_batch} images ÷ {cores.cores:g} core(s) ({where}); {starve}; "
+                f"fetch {fetch:.1f} ms (ss:data_wait measured in {p.name} × {per_process}/{base_per_process} images)")

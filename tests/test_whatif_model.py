@@ -1,0 +1,158 @@
+"""The what-if's rules with fixed numbers: bytes per strategy, DDP overlap, thread scaling, data starvation."""
+from __future__ import annotations
+
+import pytest
+
+from analysis.whatif import terms as T
+from analysis.whatif.gpus import find_gpu
+from analysis.whatif.predict import Target, predict
+from analysis.whatif.profile import profile_of
+from profiler.contract import vocab
+from profiler.contract.runjson import Calibration, Layer, ThreadScaling
+from test_report_support import run, run_info, seed_model, trace
+
+MS = 1000.0   # µs per ms
+
+
+def gpu_run(name: str = "single-1gpu-b64", cpus: float = 5, workers: int = 4, batch: int = 64, model=None):
+    """A 1-GPU run: 100 ms steps, forward 20 / backward 40 / optimizer 10 / data_wait 1 ms, loader 2 CPU ms per image."""
+    info = run_info(name, "single", 1, batch, images_per_s=500.0, parameter_bytes=400_000_000, workers=workers,
+                    cpus=cpus)
+    if model is not None:
+        info.model = model
+    info.environment.gpus = []
+    tr = trace(step_us=100 * MS, shares={vocab.COMPUTE: 0.7}, gpus={0: 0.7},
+               phase={vocab.FORWARD: 20 * MS, vocab.BACKWARD: 40 * MS, vocab.OPTIMIZER: 10 * MS,
+                      vocab.DATA_WAIT: 1 * MS})
+    from analysis.samplestats import SampleSummary
+    # the workers' cores: 2 ms per image at 500 images/s = 1.0 core
+    return run(name, [tr], info, samples=SampleSummary(rows=3, children_cpu_pct=100.0, peak_rss_mib=3000.0))
+
+
+def cpu_run(calibration: Calibration | None = None):
+    """single-1cpu-b64 on 2 cores: forward 1000, backward 2000, optimizer 2000 ms, 2 threads."""
+    info = run_info("single-1cpu-b64", "single", 1, 64, device_type="cpu", images_per_s=10.0,
+                    parameter_bytes=400_000_000, workers=1, cpus=2.0, layers=None)
+    info.calibration = calibration
+    tr = trace(step_us=5010 * MS, has_gpu=False, shares={vocab.COMPUTE: 0.99},
+               phase={vocab.FORWARD: 1000 * MS, vocab.BACKWARD: 2000 * MS, vocab.OPTIMIZER: 2000 * MS,
+                      vocab.DATA_WAIT: 10 * MS})
+    return run("single-1cpu-b64", [tr], info)
+
+
+def term(pred, name):
+    return next(t for t in pred.terms if t.name == name)
+
+
+# --- bytes per strategy (seed table, via analysis.costmodel) -----------------------------------
+
+@pytest.fixture(scope="module")
+def seed():
+    return seed_model()
+
+
+@pytest.mark.parametrize("strategy,devices,batch,param_gb,total_gb", [
+    ("dp", 2, 128, 1.127, 1.128), ("dp", 4, 256, 3.382, 3.384), ("dp-layerwise", 4, 256, 3.382, 4.991)])
+def test_bytes_per_step_for_the_seed_table(seed, strategy, devices, batch, param_gb, total_gb) -> None:
+    p = profile_of(gpu_run(model=seed))
+    pred = predict(p, Target(strategy, devices, "cuda", batch, 5 * devices, 4, find_gpu("A100-PCIE-40GB")))
+    param = sum(t.ms for t in pred.terms if t.name in ("replicate", "reduce"))
+    assert round(seed.parameter_bytes * (devices - 1) * 2 / 1e9, 3) == param_gb
+    assert param > 0
+    assert round(pred.bytes_per_step / 1e9, 3) == total_gb
+    assert round(pred.bytes_per_step / 1e9, 2) == {1.128: 1.13, 3.384: 3.38, 4.991: 4.99}[total_gb]
+
+
+def test_ddp_bytes_and_memory_for_the_seed_table(seed) -> None:
+    pred = predict(profile_of(gpu_run(model=seed)), Target("ddp", 4, "cuda", 256, 20, 4, find_gpu("A100-SXM4-80GB")))
+    assert pred.bytes_per_step == 2 * seed.parameter_bytes * 3 // 4
+    mem = pred.memory_per_device
+    assert mem["parameters"] == mem["gradients"] == mem["ddp_buckets"] == seed.parameter_bytes
+    assert mem["adam_state"] == 2 * seed.parameter_bytes
+    assert mem["activations"] == T.activation_bytes(seed.layers, 64)
+    assert pred.memory_fits is True
+
+
+# --- DDP: buckets overlap backward ---------------------------------------------------------------
+
+LAYERS = [Layer(name="a", type="Conv2d", parameters=1_000_000, input_shape=[1], output_shape=[1], flops=300,
+                dtype_bytes=4),
+          Layer(name="b", type="Linear", parameters=10_000_000, input_shape=[1], output_shape=[1], flops=100,
+                dtype_bytes=4)]
+
+
+def test_ddp_buckets_follow_reverse_layer_order_and_the_caps() -> None:
+    assert T.ddp_buckets(LAYERS) == [(40_000_000, [1]), (4_000_000, [0])]
+    # backward: b (2×100) first, then a (1×300): weights 200/500, 300/500
+    sched = T.ddp_schedule(LAYERS, backward_ms=100.0, allreduce_ms=110.0)
+    assert [round(b.ready_ms, 6) for b in sched] == [40.0, 100.0]
+    assert [round(b.start_ms, 6) for b in sched] == [40.0, 140.0]      # bucket 2 waits for bucket 1's 100 ms
+    assert round(sched[-1].end_ms, 6) == 150.0
+    assert round(T.exposed_after_backward(sched, 100.0), 6) == 50.0
+    # a fast link hides all but the last bucket's own time
+    fast = T.ddp_schedule(LAYERS, backward_ms=100.0, allreduce_ms=11.0)
+    assert round(T.exposed_after_backward(fast, 100.0), 6) == 1.0
+
+
+def test_cpu_ddp_all_reduce_adds_in_full_when_the_cores_are_full() -> None:
+    cal = Calibration(thread_scaling=None, allreduce=None)
+    from profiler.contract.runjson import AllReduceRate
+    cal.allreduce = AllReduceRate(backend="gloo", processes=2, bytes=64_000_000, ms=100.0, threads=1)
+    r = cpu_run(cal)
+    r.run.model.layers = LAYERS
+    pred = predict(profile_of(r), Target("ddp", 2, "cpu", 64, 2.0, 1))
+    ar = term(pred, "all-reduce (exposed)")
+    assert ar.ms == pytest.approx(100.0 * 400_000_000 / 64_000_000)     # 625 ms: linear in bytes, in full
+    assert "adds in full" in ar.basis and "run.json calibration" in ar.basis
+    # with 8 cores for 2 × 1-thread... the runner gives 4 threads each: 8 = 8, still full; 9 cores leave one free
+    spare = predict(profile_of(r), Target("ddp", 2, "cpu", 64, 9.0, 1))
+    assert term(spare, "all-reduce (exposed)").ms < ar.ms and "buckets" in term(spare, "all-reduce (exposed)").basis
+
+
+# --- CPU thread scaling ----------------------------------------------------------------------
+
+CAL = ThreadScaling(threads=[1, 2], compute_ms=[300.0, 160.0], memory_ms=[100.0, 80.0], batch=16, elements=1 << 20,
+                    concurrent=2, concurrent_compute_ms=330.0, concurrent_memory_ms=150.0)
+
+
+def test_thread_factor_from_calibration() -> None:
+    conc = T.thread_factor(CAL, False, base_threads=2, threads=1, processes=2)
+    assert (conc.source, round(conc.factor, 4)) == ("concurrent", round(330 / 160, 4))
+    mem = T.thread_factor(CAL, True, 2, 1, 2)
+    assert round(mem.factor, 4) == 1.875
+    alone = T.thread_factor(CAL, False, 2, 1, 1)
+    assert (alone.source, alone.factor) == ("curve", 300 / 160)
+    up = T.thread_factor(CAL, False, 2, 4, 1)                   # beyond the curve: linear from its end
+    assert (up.how, up.factor) == ("extrapolated", 0.5)
+    assert T.thread_factor(None, False, 2, 1, 2).factor == 2.0 and T.thread_factor(None, False, 2, 1, 2).source == "assumed"
+    assert T.curve_at([1, 4], [400.0, 100.0], 2) == (300.0, "interpolated")
+
+
+def test_cpu_ddp_compute_and_optimizer_use_the_concurrent_calibration() -> None:
+    pred = predict(profile_of(cpu_run(Calibration(thread_scaling=CAL))), Target("ddp", 2, "cpu", 64, 2.0, 1))
+    assert term(pred, "forward").ms == pytest.approx(1000 / 64 * 32 * 330 / 160)
+    assert term(pred, "optimizer").ms == pytest.approx(2000 * 150 / 80)          # not divided by N
+    assert "concurrent processes" in term(pred, "forward").basis
+    uncal = predict(profile_of(cpu_run()), Target("ddp", 2, "cpu", 64, 2.0, 1))
+    assert term(uncal, "backward").ms == pytest.approx(2000.0)                  # 1000 × 2 threads → 1
+    assert "assumed: linear in cores, no calibration in run.json" in term(uncal, "backward").basis
+    assert "assumed: no calibration in run.json" in term(uncal, "all-reduce (exposed)").basis
+    assert uncal.assumed and not pred.analytic
+
+
+# --- data loading ----------------------------------------------------------------------------
+
+def test_one_cpu_starves_four_workers_five_cpus_do_not() -> None:
+    p = profile_of(gpu_run())
+    assert p.loader_ms_per_image == pytest.approx(2.0)
+    five = predict(p, Target("single", 1, "cuda", 64, 5.0, 4))
+    one = predict(p, Target("single", 1, "cuda", 64, 1.0, 4))
+    assert term(five, "data").ms == pytest.approx(1.0)                # the measured fetch only
+    assert term(one, "data").ms == pytest.approx(128.0)               # 2 ms × 64 images on the one shared core
+    assert "share the step's cores" in term(one, "data").basis
+    assert one.step_ms - five.step_ms == pytest.approx(127.0)
+    # 2 GPUs DDP on 3 cores: 1 free core for 8 workers: 256 ms to load 128 images; the step waits for the excess
+    ddp = predict(p, Target("ddp", 2, "cuda", 128, 3.0, 4, link_gbps=10.0))
+    data = term(ddp, "data")
+    assert data.ms == pytest.approx(256.0 - (ddp.step_ms - data.ms)) and "starved" in data.basis
+    assert ddp.step_ms == pytest.approx(256.0)
