@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-profile", action="store_true", help="no torch.profiler (labels and sampler stay)")
     g.add_argument("--sample-period", type=float, default=0.1, metavar="S",
                    help="NVML/host sampling period in seconds (default: 0.1)")
+    g.add_argument("--no-calibrate", action="store_true",
+                   help="skip the short thread-scaling and all-reduce calibration the what-if uses "
+                        "(CPU runs measure it before training: ~15 s for the seed model on 2 cores, ~4 s at width "
+                        "0.0625; recorded in run.json calibration)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="traces", help="output root (default: traces)")
     g.add_argument("--name", default=None, help="run folder name (default: <strategy>-<N><gpu|cpu>-b<batch>[-<tag>])")
@@ -133,6 +137,7 @@ class RunConfig:
     fail_at_step: int | None
     debug: bool
     argv: list[str] = field(default_factory=list)
+    calibrate: bool = True
 
     def as_record(self) -> ConfigInfo:
         return ConfigInfo(
@@ -209,7 +214,7 @@ def make_config(args: argparse.Namespace, device_type: str, device_ids: tuple[in
                   "repeat": args.profile_repeat, "enabled": not args.no_profile},
         sample_period_s=args.sample_period, name=name, run_dir=run_dir, overwrite=args.overwrite,
         fail_at_step=args.fail_at_step, debug=args.debug,
-        argv=list(sys.argv if argv is None else argv))
+        argv=list(sys.argv if argv is None else argv), calibrate=not args.no_calibrate)
 
 
 RUN_FILE_PATTERNS = (*(f"*{s}" for s in vocab.TRACE_SUFFIXES), vocab.SAMPLES_CSV, vocab.RUN_JSON,

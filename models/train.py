@@ -87,6 +87,7 @@ def execute(cfg: RunConfig) -> int:
     results: Results | None = None
     try:
         record.start(collect_environment(n_gpus, devices), model_description(cfg.width))
+        _calibrate(cfg, record, stop)
         sampler.start()
         outcome: LoopOutcome
         if cfg.strategy == "ddp":
@@ -123,6 +124,16 @@ def execute(cfg: RunConfig) -> int:
         print(f"images/s = {results.images_per_s or 0.0:.1f} ({results.images} images, {results.steps} steps)")
     print(f"run {status}: {cfg.run_dir}")
     return code
+
+
+def _calibrate(cfg: RunConfig, record: RunRecord, stop: StopFlag) -> None:
+    """run.json calibration for the what-if, measured before the sampler starts (so samples.csv
+    and the trace hold training alone); written at once, so a run that fails later still has it."""
+    from models.calibrate import calibration_for
+    record.info.calibration = calibration_for(cfg.device_type, cfg.width, cfg.per_device_batch, cfg.channels_last,
+                                              cfg.amp, cfg.lr, enabled=cfg.calibrate, should_stop=lambda: bool(stop))
+    if record.info.calibration is not None:
+        record.write()
 
 
 def _samples_scalars(cfg: RunConfig, notes: list[str]) -> None:

@@ -58,3 +58,5 @@ def test_help_explains_with_examples() -> None:
     assert res.returncode == 0
     for text in ("--strategy", "dp-layerwise", "--profile-active", "examples:", "exit codes"):
         assert text in res.stdout
+    assert "--no-calibrate skip the short thread-scaling and all-reduce calibration the what-if uses" \
+        in " ".join(res.stdout.split())

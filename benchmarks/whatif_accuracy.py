@@ -1,0 +1,134 @@
+"""How right is the what-if? Predict measured runs from 1-process runs on this machine, and tabulate the error.
+
+For every (width, global batch) of the grid it measures, with the real runner:
+  single      one process on every core of the job (the what-if's usual input),
+  single-1c   one process pinned to core 0 (`taskset -c 0`): a cheaper profile, other cores idle,
+  ddp         two gloo processes sharing the cores (the configuration to predict),
+then asks `python -m analysis.whatif` for ddp at 2 processes from each input (`--cpus` = the ddp run's
+allocation) and compares with the ddp run's measured step. "shared cores" = the input already had
+every core; "own cores" = the input had one core and the prediction gives each process its own.
+Figures go to the "## What-if accuracy" section of benchmarks/RESULTS.md (other sections kept).
+
+    python benchmarks/whatif_accuracy.py                      # the default grid (~10 min on 2 cores)
+    python benchmarks/whatif_accuracy.py --widths 0.25 --batches 32 --no-write
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_ARGS = ("--device", "cpu", "--workers", "1", "--max-steps", "4", "--profile-wait", "1", "--profile-warmup", "1",
+            "--profile-active", "2", "--train-size", "2048", "--overwrite")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.pop("OMP_NUM_THREADS", None)            # the runner sets it per process
+    return env
+
+
+def _run(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    return res
+
+
+def train(out: Path, name: str, width: float, batch: int, strategy: str, gpus: int, pin: bool) -> Path:
+    cmd = [sys.executable, "-m", "models.train", "--strategy", strategy, "--gpus", str(gpus), "--width", str(width),
+           "--batch-size", str(batch), "--out", str(out), "--name", name, *RUN_ARGS]
+    _run((["taskset", "-c", "0"] if pin else []) + cmd)
+    return out / name
+
+
+def measured_step_ms(run: Path) -> float:
+    res = _run([sys.executable, "-m", "analysis.report", str(run), "--format", "json", "--no-html"])
+    return float(json.loads(res.stdout)["runs"][0]["step_ms"])
+
+
+def predicted_step_ms(run: Path, batch: int, cpus: int) -> float:
+    res = _run([sys.executable, "-m", "analysis.whatif", str(run), "--strategy", "ddp", "--devices", "2",
+                "--global-batch", str(batch), "--cpus", str(cpus), "--format", "json"])
+    doc = json.loads(res.stdout)
+    pred = next(p for p in doc["predictions"] if p["strategy"] == "ddp" and p["devices"] == 2)
+    return float(pred["step_ms"])
+
+
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0))
+    return f"{platform.node()}: {cores} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--widths", default="0.25,0.5,1.0", help="model widths (1.0 = the seed model)")
+    p.add_argument("--batches", default="32,64", help="global batches")
+    p.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
+    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args()
+    if shutil.which("taskset") is None:
+        raise SystemExit("taskset (util-linux) is needed for the pinned runs")
+    cores = len(os.sched_getaffinity(0))
+    out = args.keep or Path(tempfile.mkdtemp(prefix="whatif-acc-"))
+    rows: list[tuple[float, int, str, float, float, float]] = []
+    started = time.time()
+    for width in (float(w) for w in args.widths.split(",")):
+        for batch in (int(b) for b in args.batches.split(",")):
+            tag = f"w{width:g}-b{batch}"
+            ddp = train(out, f"ddp-2cpu-b{batch}-{tag}", width, batch, "ddp", 2, pin=False)
+            measured = measured_step_ms(ddp)
+            for label, pin in (("shared cores", False), ("own cores", True)):
+                single = train(out, f"single-1cpu-b{batch}-{tag}{'-1c' if pin else ''}", width, batch, "single", 1, pin)
+                predicted = predicted_step_ms(single, batch, cores)
+                err = predicted / measured - 1
+                rows.append((width, batch, label, predicted, measured, err))
+                print(f"width {width:g} batch {batch} {label}: predicted {predicted:.0f} ms, measured {measured:.0f} ms, "
+                      f"error {err * 100:+.1f} %", flush=True)
+    errs = [abs(r[5]) for r in rows]
+    median, worst = statistics.median(errs), max(errs)
+    table = "\n".join(f"| {w:g} | {b} | {label} | {pr:.0f} | {me:.0f} | {e * 100:+.1f} % |"
+                      for w, b, label, pr, me, e in rows)
+    command = "python benchmarks/whatif_accuracy.py " + " ".join(sys.argv[1:])
+    verdict = ("meets" if median <= 0.10 and worst <= 0.20 else "misses")
+    text = f"""## What-if accuracy
+
+`python -m analysis.whatif` predicting a 2-process gloo DDP run from a 1-process run of the same model and
+global batch, both measured with the real runner (4 steps, profiler on steps 2–3, 1 DataLoader worker per
+process, synthetic data, calibration on). "shared cores": the input ran on every core; "own cores": the input
+was pinned to one core (`taskset -c 0`) and the prediction gives each process its own core (`--cpus {cores}`).
+
+- machine: {machine()}
+- command: `{command.strip()}` ({(time.time() - started) / 60:.1f} min)
+- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+
+| width | global batch | input | predicted ms | measured ms | error |
+|---|---|---|---|---|---|
+{table}
+
+Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the goal (median ≤ 10 %, worst ≤ 20 %).
+"""
+    print(text)
+    if not args.no_write:
+        old = args.results.read_text() if args.results.exists() else "# Benchmark results\n"
+        pattern = re.compile(r"^## What-if accuracy\n.*?(?=^## |\Z)", re.S | re.M)
+        new = pattern.sub(lambda _m: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+        args.results.write_text(new)
+        print(f"written: {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
