@@ -142,4 +142,6 @@ def test_a_run_pinned_to_one_core_records_one_cpu_and_its_tree_stays_within_it(t
     tree = [s.value for s in read_samples(run / vocab.SAMPLES_CSV)
             if (s.source, s.device, s.metric) == (vocab.SOURCE_PROC, vocab.PROC_TREE, vocab.CPU_CORES)]
     assert tree, "no proc,tree,cpu_cores rows"
-    assert max(tree) <= 1.3          # the whole tree (loop + 2 workers) cannot use more than its one core
+    # the whole tree (loop + 2 workers) cannot use more than its one core; one tick can read above 1
+    # (CPU times advance in 10 ms clock ticks, each process's quantised apart), the mean cannot
+    assert sum(tree) / len(tree) <= 1.1 and max(tree) <= 2.0
