@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ran = [what for _, what in outcome if what == "complete"]
     if ran and not args.no_report and not args.dry_run and not forward.signum:
         report(group_dir, args.report_out)
+        if gpus == 0:
+            whatif_on_gpus(group_dir)
     if forward.signum:
         return 128 + forward.signum
     return 0 if all(w == "complete" or w.startswith("skipped") or w == "dry run" for _, w in outcome) else 1
@@ -247,6 +249,26 @@ def report(group_dir: Path, report_out: str) -> None:
         print(f"[sweep] the report exited with {code}")
     print(f"\n[sweep] look at: {report_out}/index.html (report), {report_out}/summary.json, "
           f"`tensorboard --logdir {group_dir}` (profiler traces + scalars), run folders under {group_dir}/")
+
+
+WHATIF_GPU = "A100-PCIE-40GB"     # a PCIe card as in CHTC's GPU Lab; any name in analysis/whatif/gpus.py works
+
+
+def whatif_on_gpus(group_dir: Path) -> None:
+    """No GPU here: the seed's 1/2/4-GPU jobs as CHTC ran them (4 DataLoader workers, request_cpus = 1),
+    predicted (analytic) from the CPU single run, with the request lines that would do better."""
+    singles = sorted(d for d in group_dir.glob("single-1cpu-*") if (d / "run.json").is_file())
+    if not singles or importlib.util.find_spec("analysis.whatif") is None:
+        return
+    cmd = [sys.executable, "-m", "analysis.whatif", str(singles[0]), "--gpu", WHATIF_GPU,
+           "--strategy", "single,dp,dp-layerwise,ddp", "--devices", "1,2,4", "--batch-per-device", "64",
+           "--workers", "4", "--cpus", "1"]
+    print(f"\n[sweep] no GPU here: the seed's jobs (4 DataLoader workers, request_cpus = 1) and the DDP fix "
+          f"predicted for {WHATIF_GPU}s (analytic) from {singles[0].name}\n[sweep] "
+          + " ".join(["python", *cmd[1:]]), flush=True)
+    code = subprocess.call(cmd, env=child_env())
+    if code != 0:
+        print(f"[sweep] the what-if exited with {code}")
 
 
 if __name__ == "__main__":

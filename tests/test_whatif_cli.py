@@ -113,7 +113,7 @@ def test_report_carries_the_what_if_section(runs: Path) -> None:
     (["--devices", "0"], "device counts must be 1 or more"),
     (["--gpu", "GTX 9999"], "unknown GPU 'GTX 9999'"),
     (["--strategy", "dp"], "does not apply on a CPU"),
-    (["--strategy", "single", "--devices", "2"], "single runs on 1 device"),
+    (["--strategy", "single", "--devices", "2"], "no configuration to predict (single runs on 1 device"),
     (["--global-batch", "64", "--devices", "3"], "does not split evenly over 3 devices"),
 ])
 def test_bad_options_give_one_line_and_exit_2(runs: Path, extra: list[str], needle: str) -> None:

@@ -123,12 +123,10 @@ def targets(prof: Profile, args: argparse.Namespace, gpu: GpuSpec | None) -> lis
         for s in args.strategy or _default_strategies(device_type, n):
             if s in CUDA_ONLY and device_type == "cpu":
                 raise WhatIfError(f"--strategy {s} does not apply on a CPU (DataParallel needs CUDA devices)")
-            if s == vocab.SINGLE and n > 1:
-                if args.strategy is None:
-                    continue
-                raise WhatIfError(f"--strategy single runs on 1 device, not {n}")
-            if s in CUDA_ONLY and n == 1:
-                continue
+            if (s == vocab.SINGLE and n > 1) or (s in CUDA_ONLY and n == 1):
+                continue           # a list of strategies × devices: the pairs that exist
+            if s == vocab.DDP and n == 1 and vocab.SINGLE in (args.strategy or ()):
+                continue           # one rank of DDP is the single run, shown once
             gb = args.global_batch or (args.batch_per_device or prof.per_device_batch) * n
             if gb % n:
                 raise WhatIfError(f"--global-batch {gb} does not split evenly over {n} devices")
@@ -141,7 +139,7 @@ def targets(prof: Profile, args: argparse.Namespace, gpu: GpuSpec | None) -> lis
                 cpus = float(procs * (workers + 1)) if s == vocab.DDP else float(n * (workers + 1))
             out.append(Target(s, n, device_type, gb, cpus, workers, gpu, args.link_gbps))
     if not out:
-        raise WhatIfError("no configuration to predict (dp and dp-layerwise need 2 or more devices)")
+        raise WhatIfError("no configuration to predict (single runs on 1 device; dp and dp-layerwise need 2 or more)")
     return out
 
 
