@@ -7,7 +7,7 @@ when two processes share the machine, and what a gloo all-reduce costs on loopba
 training the runner measures, in seconds:
 
 1. in-process: forward + backward of the run's own model on a small batch, and an Adam step over
-   `elements` float32 values, at 1, 2, 4, ... threads up to the allocation (median after a warm-up);
+   `elements` float32 values, at 1, 2, 4, ... threads up to the allocation (fastest of a few after a warm-up);
 2. two worker processes (`python -m models.calibrate --worker`, gloo on 127.0.0.1, cores // 2
    threads each, what a 2-rank CPU DDP run gives its ranks) run the same two passes at the same
    time, then all-reduce 64 MiB.
@@ -22,7 +22,6 @@ import contextlib
 import math
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,10 @@ __all__ = ["ALLREDUCE_BYTES", "Concurrent", "CalibrationError", "thread_counts",
            "thread_scaling", "concurrent", "calibrate", "calibration_for", "main"]
 
 ALLREDUCE_BYTES = 64 * 2**20    # one all-reduce of this many float32 bytes: the loopback rate
-MAX_ELEMENTS = 16 * 2**20       # the memory-bound pass: min(parameters, this) float32 values
+MAX_ELEMENTS = 64 * 2**20       # the memory-bound pass: min(parameters, this) float32 values (beyond any cache)
 MAX_BATCH = 8                   # forward + backward on min(this, per-device batch) images
 MAX_COUNTS = 8                  # thread counts measured at most
-MIN_REPEATS, MAX_REPEATS = 1, 5  # timed calls per point (raise MIN_REPEATS for steadier figures, ~1 s each at width 1)
+MIN_REPEATS, MAX_REPEATS = 2, 5  # timed calls per point (~1 s each at width 1); the fastest is kept
 MEMORY_REPEATS = 3              # the memory pass is steady: at most this many timed calls
 POINT_BUDGET_S = 0.75           # more timed calls per point while they took less than this: a 1-s pass is timed once
 WORKERS = 2
@@ -125,11 +124,11 @@ def _memory_pass(elements: int, gen: torch.Generator, lr: float = 1e-3) -> Calla
     return step
 
 
-def median_ms(fn: Callable[[], Any], agree: Callable[[bool], bool] | None = None,
+def best_ms(fn: Callable[[], Any], agree: Callable[[bool], bool] | None = None,
               min_repeats: int = MIN_REPEATS, max_repeats: int = MAX_REPEATS,
               budget_s: float = POINT_BUDGET_S, warmup: bool = True) -> float:
-    """Median wall ms of `fn` after one warm-up call: at least `min_repeats` timed calls, more up to
-    `max_repeats` while they took under `budget_s`. `agree` (workers) makes every process take the
+    """Fastest wall ms of `fn` after one warm-up call (the least disturbed by whatever else shares the
+    machine): at least `min_repeats` timed calls, more up to `max_repeats` while they took under `budget_s`. `agree` (workers) makes every process take the
     same decision before each call, which also starts the calls together."""
     if warmup:
         fn()
@@ -139,7 +138,7 @@ def median_ms(fn: Callable[[], Any], agree: Callable[[bool], bool] | None = None
         if agree is not None:
             go = agree(go)
         if not go:
-            return statistics.median(times) * 1e3
+            return min(times) * 1e3
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -173,7 +172,7 @@ def thread_scaling(width: float, batch: int = MAX_BATCH, channels_last: bool = F
             if should_stop is not None and should_stop() and compute_ms:
                 break
             with _threads(t):
-                compute_ms.append(median_ms(compute, warmup=False))
+                compute_ms.append(best_ms(compute, warmup=False))
         del compute
         memory = _memory_pass(n, gen, lr)
         memory_ms: list[float] = []
@@ -181,7 +180,7 @@ def thread_scaling(width: float, batch: int = MAX_BATCH, channels_last: bool = F
             memory()
         for t in counts[:len(compute_ms)]:
             with _threads(t):
-                memory_ms.append(median_ms(memory, max_repeats=MEMORY_REPEATS, warmup=False))
+                memory_ms.append(best_ms(memory, max_repeats=MEMORY_REPEATS, warmup=False))
     return ThreadScaling(threads=counts[:len(compute_ms)], compute_ms=_r(compute_ms), memory_ms=_r(memory_ms),
                          batch=batch, elements=n)
 
@@ -261,11 +260,11 @@ def _worker(a: argparse.Namespace) -> int:
     try:
         gen = torch.Generator().manual_seed(a.rank)
         compute, _ = _compute_pass(a.width, a.batch, a.channels_last, a.amp, gen)
-        compute_ms = median_ms(compute, agree)
+        compute_ms = best_ms(compute, agree)
         del compute
-        memory_ms = median_ms(_memory_pass(a.elements, gen, a.lr), agree, max_repeats=MEMORY_REPEATS)
+        memory_ms = best_ms(_memory_pass(a.elements, gen, a.lr), agree, max_repeats=MEMORY_REPEATS)
         buf = torch.ones(a.bytes // 4, dtype=torch.float32)
-        allreduce_ms = median_ms(lambda: dist.all_reduce(buf), agree, min_repeats=3, max_repeats=3)
+        allreduce_ms = best_ms(lambda: dist.all_reduce(buf), agree, min_repeats=3, max_repeats=3)
     finally:
         dist.destroy_process_group()
     print(msgspec.json.encode(Concurrent(
