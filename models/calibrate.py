@@ -293,6 +293,7 @@ def calibrate(width: float, batch: int, channels_last: bool = False, amp: bool =
         cal.allreduce = c.allreduce_rate()
         if cal.thread_scaling is not None:
             cal.thread_scaling.concurrent = c.processes
+            cal.thread_scaling.concurrent_threads = c.threads
             cal.thread_scaling.concurrent_compute_ms = c.compute_ms
             cal.thread_scaling.concurrent_memory_ms = c.memory_ms
             if c.threads != 1:

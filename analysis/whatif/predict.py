@@ -162,8 +162,9 @@ def predict(p: Profile, t: Target) -> Prediction:
                         f"÷ ({spec.memory_gbps:g} GB/s datasheet × {MEMORY_EFFICIENCY:.0%}, stated); not divided by N"))
     else:
         if t.device_type == "cpu":
-            cf = T.thread_factor(cal, False, p.threads, threads, procs)
-            mf = T.thread_factor(cal, True, p.threads, threads, procs)
+            same = t.cpus == p.cpus
+            cf = T.thread_factor(cal, False, p.threads, threads, procs, same)
+            mf = T.thread_factor(cal, True, p.threads, threads, procs, same)
             c_basis, m_basis = (_factor_basis(cf, p, threads, procs, "compute"),
                                 _factor_basis(mf, p, threads, procs, "memory pass"))
             c_factor, m_factor = cf.factor, mf.factor

@@ -53,17 +53,20 @@ class ThreadFactor:
 
 
 def thread_factor(cal: ThreadScaling | None, memory: bool, base_threads: int, threads: int,
-                  processes: int) -> ThreadFactor:
+                  processes: int, same_cpus: bool = True) -> ThreadFactor:
     """Compute (memory=False) or optimizer-like memory-bound work (memory=True), input threads → target.
 
-    N concurrent processes use the calibration's concurrent figure when it ran N (the runner's
-    threads per rank each; they share the cores and memory bandwidth); otherwise the alone curve; with no calibration, linear in threads."""
+    N concurrent processes use the calibration's concurrent figure when it ran N processes with the
+    target's threads each on the same CPUs (they share the cores and memory bandwidth as the target's
+    ranks will); otherwise the alone curve; with no calibration, linear in threads."""
     if cal is None or not cal.threads:
         return ThreadFactor(base_threads / threads, "assumed")
     values = cal.memory_ms if memory else cal.compute_ms
     at_base, _ = curve_at(cal.threads, values, base_threads)
     concurrent = cal.concurrent_memory_ms if memory else cal.concurrent_compute_ms
-    if processes > 1 and cal.concurrent == processes and concurrent is not None:   # the runner's threads per rank
+    ran_like_target = (cal.concurrent == processes and same_cpus
+                       and (cal.concurrent_threads is None or cal.concurrent_threads == threads))
+    if processes > 1 and ran_like_target and concurrent is not None:
         return ThreadFactor(concurrent / at_base, "concurrent", at_base, concurrent, "measured")
     at_target, how = curve_at(cal.threads, values, threads)
     return ThreadFactor(at_target / at_base, "curve", at_base, at_target, how)

@@ -166,7 +166,8 @@ class ThreadScaling(_S):
     batch: int
     elements: int
     concurrent: int | None = None
-    concurrent_compute_ms: float | None = None     # per process, `concurrent` processes × 1 thread each
+    concurrent_threads: int | None = None          # threads each concurrent process had (on the run's CPUs)
+    concurrent_compute_ms: float | None = None     # per process, `concurrent` processes at once
     concurrent_memory_ms: float | None = None
 
 
