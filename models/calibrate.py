@@ -42,7 +42,7 @@ __all__ = ["ALLREDUCE_BYTES", "Concurrent", "CalibrationError", "thread_counts",
            "thread_scaling", "concurrent", "calibrate", "calibration_for", "main"]
 
 ALLREDUCE_BYTES = 64 * 2**20    # one all-reduce of this many float32 bytes: the loopback rate
-MAX_ELEMENTS = 64 * 2**20       # the memory-bound pass: min(parameters, this) float32 values (beyond any cache)
+MAX_ELEMENTS = 16 * 2**20       # the memory-bound pass: min(parameters, this) float32 values (64 M cost ~25 s more per run)
 MAX_BATCH = 8                   # forward + backward on min(this, per-device batch) images
 MAX_COUNTS = 8                  # thread counts measured at most
 MIN_REPEATS, MAX_REPEATS = 2, 5  # timed calls per point (~1 s each at width 1); the fastest is kept
