@@ -310,16 +310,5 @@ def recommendation_text(r: fd.Recommendation) -> str:
 
 # --- cost model -------------------------------------------------------------------------------
 
-def cost_item_text(item: cm.CostItem, devices: int) -> str:
-    n = devices - 1
-    return {
-        cm.REPLICATE: f"replicate parameters to {n} more GPU(s): params × (N−1)",
-        cm.REDUCE: f"reduce gradients from {n} GPU(s): params × (N−1)",
-        cm.ALLREDUCE: "ring all-reduce of gradients: 2 × params × (N−1)/N per rank",
-        cm.INPUT_SCATTER: "scatter the input batch from GPU 0: batch × (N−1)/N",
-        cm.ACTIVATIONS: "scatter/gather every layer's activations, forward and backward (layer table in run.json)",
-    }[item.kind]
-
-
 COST_ITEM_SHORT = {cm.REPLICATE: "replicate", cm.REDUCE: "reduce", cm.ALLREDUCE: "all-reduce",
                    cm.INPUT_SCATTER: "input", cm.ACTIVATIONS: "activations"}
