@@ -1,15 +1,15 @@
 """How right is the what-if? Predict measured runs from 1-process runs on this machine, and tabulate the error.
 
-For every (width, global batch) of the grid it measures, with the real runner:
-  single      one process on every core of the job (the what-if's usual input),
-  single-1c   one process pinned to core 0 (`taskset -c 0`): a cheaper profile, other cores idle,
-  ddp         two gloo processes sharing the cores (the configuration to predict),
-then asks `python -m analysis.whatif` for ddp at 2 processes from each input (`--cpus` = the ddp run's
-allocation) and compares with the ddp run's measured step. "shared cores" = the input already had
-every core; "own cores" = the input had one core and the prediction gives each process its own.
-Figures go to the "## What-if accuracy" section of benchmarks/RESULTS.md (other sections kept).
+For every (width, global batch) of the grid it measures, with the real runner and the demo's
+schedule (3 steps, the profiler on steps 1-2):
+  single      one process with a thread per core (the what-if's usual input),
+  single-1t   one process with OMP_NUM_THREADS=1 (a profile that used one core of the same CPUs),
+  ddp         two gloo processes on the same cores (the configuration to predict),
+then asks `python -m analysis.whatif` for ddp at 2 processes from each input and compares with the
+ddp run's measured step. Figures go to the "## What-if accuracy" section of benchmarks/RESULTS.md
+(other sections kept).
 
-    python benchmarks/whatif_accuracy.py                      # the default grid (~10 min on 2 cores)
+    python benchmarks/whatif_accuracy.py                      # the default grid (~25 min on 2 cores)
     python benchmarks/whatif_accuracy.py --widths 0.25 --batches 32 --no-write
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,28 +27,30 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_ARGS = ("--device", "cpu", "--workers", "1", "--max-steps", "4", "--profile-wait", "1", "--profile-warmup", "1",
+RUN_ARGS = ("--device", "cpu", "--workers", "1", "--max-steps", "3", "--profile-wait", "0", "--profile-warmup", "1",
             "--profile-active", "2", "--train-size", "2048", "--overwrite")
 
 
-def _env() -> dict[str, str]:
+def _env(threads: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("OMP_NUM_THREADS", None)            # the runner sets it per process
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
-def _run(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+def _run(cmd: list[str], timeout: float = 900, threads: int | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, cwd=REPO, env=_env(threads), capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
     return res
 
 
-def train(out: Path, name: str, width: float, batch: int, strategy: str, gpus: int, pin: bool) -> Path:
+def train(out: Path, name: str, width: float, batch: int, strategy: str, gpus: int, threads: int | None = None) -> Path:
     cmd = [sys.executable, "-m", "models.train", "--strategy", strategy, "--gpus", str(gpus), "--width", str(width),
            "--batch-size", str(batch), "--out", str(out), "--name", name, *RUN_ARGS]
-    _run((["taskset", "-c", "0"] if pin else []) + cmd)
+    _run(cmd, threads=threads)
     return out / name
 
 
@@ -75,23 +76,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--widths", default="0.25,0.5,1.0", help="model widths (1.0 = the seed model)")
     p.add_argument("--batches", default="32,64", help="global batches")
+    p.add_argument("--repeats", type=int, default=2, help="times each ddp run is measured (their mean is compared)")
     p.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
-    if shutil.which("taskset") is None:
-        raise SystemExit("taskset (util-linux) is needed for the pinned runs")
     cores = len(os.sched_getaffinity(0))
     out = args.keep or Path(tempfile.mkdtemp(prefix="whatif-acc-"))
     rows: list[tuple[float, int, str, float, float, float]] = []
+    spreads: list[tuple[float, int, list[float]]] = []
     started = time.time()
     for width in (float(w) for w in args.widths.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):
             tag = f"w{width:g}-b{batch}"
-            ddp = train(out, f"ddp-2cpu-b{batch}-{tag}", width, batch, "ddp", 2, pin=False)
-            measured = measured_step_ms(ddp)
-            for label, pin in (("shared cores", False), ("own cores", True)):
-                single = train(out, f"single-1cpu-b{batch}-{tag}{'-1c' if pin else ''}", width, batch, "single", 1, pin)
+            repeats = [measured_step_ms(train(out, f"ddp-2cpu-b{batch}-{tag}-r{r}", width, batch, "ddp", 2))
+                       for r in range(args.repeats)]
+            measured = statistics.mean(repeats)
+            spreads.append((width, batch, repeats))
+            for label, threads in ((f"{cores} threads", None), ("1 thread", 1)):
+                single = train(out, f"single-1cpu-b{batch}-{tag}{'-1t' if threads else ''}", width, batch, "single", 1,
+                               threads)
                 predicted = predicted_step_ms(single, batch, cores)
                 err = predicted / measured - 1
                 rows.append((width, batch, label, predicted, measured, err))
@@ -102,13 +106,17 @@ def main() -> int:
     table = "\n".join(f"| {w:g} | {b} | {label} | {pr:.0f} | {me:.0f} | {e * 100:+.1f} % |"
                       for w, b, label, pr, me, e in rows)
     command = "python benchmarks/whatif_accuracy.py " + " ".join(sys.argv[1:])
+    noise = "; ".join(f"width {w:g} b{b}: " + ", ".join(f"{m:.0f}" for m in ms) + " ms"
+                      + (f" ({(max(ms) - min(ms)) / statistics.mean(ms) * 100:.0f} % apart)" if len(ms) > 1 else "")
+                      for w, b, ms in spreads)
     verdict = ("meets" if median <= 0.10 and worst <= 0.20 else "misses")
     text = f"""## What-if accuracy
 
 `python -m analysis.whatif` predicting a 2-process gloo DDP run from a 1-process run of the same model and
-global batch, both measured with the real runner (4 steps, profiler on steps 2–3, 1 DataLoader worker per
-process, synthetic data, calibration on). "shared cores": the input ran on every core; "own cores": the input
-was pinned to one core (`taskset -c 0`) and the prediction gives each process its own core (`--cpus {cores}`).
+global batch, both measured with the real runner on the demo's schedule (3 steps, profiler on steps 1–2, 1
+DataLoader worker per process, synthetic data; the 1-process run calibrated, as the runner does by default).
+Input "{cores} threads": a thread per core, torch's default; "1 thread": `OMP_NUM_THREADS=1` on the same
+{cores} cores. Each prediction is for 2 processes × 1 thread on the {cores} cores (`--cpus {cores}`).
 
 - machine: {machine()}
 - command: `{command.strip()}` ({(time.time() - started) / 60:.1f} min)
@@ -119,6 +127,7 @@ was pinned to one core (`taskset -c 0`) and the prediction gives each process it
 {table}
 
 Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the goal (median ≤ 10 %, worst ≤ 20 %).
+"measured ms" is the mean of {args.repeats} identical ddp runs; each measured: {noise}.
 """
     print(text)
     if not args.no_write:

@@ -1,16 +1,24 @@
-"""A short calibration every CPU run records, so the what-if can predict other CPU configurations.
+"""A short calibration every 1-process CPU run records, so the what-if can predict other CPU configurations.
 
 One profiled run measures one point: its step time at the threads it had. Predicting 2 processes
 on the same cores needs what the trace cannot give -- how this model's compute and its optimizer's
 memory-bound update speed up with threads here (never assumed linear), how much slower each gets
 when two processes share the machine, and what a gloo all-reduce costs on loopback. So before
-training the runner measures, in seconds:
+training the runner measures (about a minute for the full-size model on 2 cores, seconds at the
+tests' widths):
 
 1. in-process: forward + backward of the run's own model on a small batch, and an Adam step over
-   `elements` float32 values, at 1, 2, 4, ... threads up to the allocation (fastest of a few after a warm-up);
-2. two worker processes (`python -m models.calibrate --worker`, gloo on 127.0.0.1, cores // 2
-   threads each, what a 2-rank CPU DDP run gives its ranks) run the same two passes at the same
-   time, then all-reduce 64 MiB.
+   `elements` float32 values, at 1, 2, 4, ... threads up to the allocation (fastest of a few after
+   a warm-up): the thread-scaling curve;
+2. in-process, at the run's threads: its own training step (forward + loss, backward, Adam) on
+   half its per-device batch, with the run's DataLoader workers forked beside it, under
+   torch.profiler as the run's profiled steps are: the mean of steps 1-2 after a warm-up;
+3. two worker processes (`python -m models.calibrate --worker`, gloo on 127.0.0.1, cores // 2
+   threads each, what a 2-rank CPU DDP run gives its ranks) run that step as DDP ranks at the
+   same time, then all-reduce 64 MiB. Step 2 against step 3 is what two ranks on these cores
+   cost. Each part of that is needed (measured on a 2-core VM, full-size model): timed as
+   separate passes the ranks looked 1.6x slower, as a DDP step their Adam was 3.5x; a forked
+   DataLoader worker beside each rank took their Adam from 2.4 s to 4.2 s.
 
 Nothing here fails a run: what could not be measured becomes a note in run.json `calibration`.
 `python -m models.calibrate` prints this machine's calibration as JSON.
@@ -35,11 +43,11 @@ import torch
 from torch import nn
 
 from models.convnet import ConvNet
-from profiler.contract.runjson import AllReduceRate, Calibration, ThreadScaling
+from profiler.contract.runjson import AllReduceRate, Calibration, StepTimes, ThreadScaling
 from profiler.cpualloc import cpu_allocation
 
 __all__ = ["ALLREDUCE_BYTES", "Concurrent", "CalibrationError", "thread_counts", "allocation_cpus",
-           "thread_scaling", "concurrent", "calibrate", "calibration_for", "main"]
+           "thread_scaling", "alone_step", "concurrent", "calibrate", "calibration_for", "main"]
 
 ALLREDUCE_BYTES = 64 * 2**20    # one all-reduce of this many float32 bytes: the loopback rate
 MAX_ELEMENTS = 16 * 2**20       # the memory-bound pass: min(parameters, this) float32 values (64 M cost ~25 s more per run)
@@ -48,8 +56,9 @@ MAX_COUNTS = 8                  # thread counts measured at most
 MIN_REPEATS, MAX_REPEATS = 2, 5  # timed calls per point (~1 s each at width 1); the fastest is kept
 MEMORY_REPEATS = 3              # the memory pass is steady: at most this many timed calls
 POINT_BUDGET_S = 0.75           # more timed calls per point while they took less than this: a 1-s pass is timed once
+STEPS = 2                       # timed training steps after one warm-up, alone and as DDP ranks (the mean is kept)
 WORKERS = 2
-WORKER_TIMEOUT_S = 120.0
+WORKER_TIMEOUT_S = 300.0        # the full-size model's first DDP steps take ~15 s each on 2 cores
 _REPO = Path(__file__).resolve().parents[1]
 
 
@@ -58,21 +67,27 @@ class CalibrationError(RuntimeError):
 
 
 class Concurrent(msgspec.Struct, kw_only=True):
-    """What one worker measured while `processes` workers ran the same passes at once (its JSON line)."""
+    """What one worker measured as one of `processes` DDP ranks stepping at once (its JSON line)."""
 
     rank: int
     processes: int
     threads: int
     batch: int
-    elements: int
-    compute_ms: float
-    memory_ms: float
+    steps: int
+    workers: int
+    forward_ms: float
+    backward_ms: float
+    optimizer_ms: float
     allreduce_bytes: int
     allreduce_ms: float
 
     def allreduce_rate(self) -> AllReduceRate:
         return AllReduceRate(backend="gloo", processes=self.processes, bytes=self.allreduce_bytes,
                              ms=self.allreduce_ms, threads=self.threads)
+
+    def step_times(self) -> StepTimes:
+        return StepTimes(processes=self.processes, threads=self.threads, batch=self.batch, steps=self.steps,
+                         workers=self.workers, forward_ms=self.forward_ms, backward_ms=self.backward_ms, optimizer_ms=self.optimizer_ms)
 
 
 # --- what is timed ------------------------------------------------------------------
@@ -122,6 +137,93 @@ def _memory_pass(elements: int, gen: torch.Generator, lr: float = 1e-3) -> Calla
         exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
         p.addcdiv_(exp_avg, (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps), value=-lr / (1 - b1))
     return step
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, workers: int) -> Any:
+    """The step's batch from `workers` forked DataLoader workers, as the run gets it (None: no workers).
+    A forked worker is not free for the process it copies: on a 2-core VM two DDP ranks' Adam took
+    4.2 s with one worker each and 2.4 s without."""
+    if workers <= 0:
+        return None
+    import itertools
+    from torch.utils.data import DataLoader, TensorDataset
+    ds = TensorDataset(x.repeat(4, 1, 1, 1), y.repeat(4))
+    return itertools.cycle(iter(DataLoader(ds, batch_size=len(x), num_workers=workers, multiprocessing_context="fork",
+                                           persistent_workers=True)))
+
+
+def _train_step(width: float, batch: int, channels_last: bool, amp: bool, lr: float, gen: torch.Generator,
+                ddp: bool = False, workers: int = 0) -> Callable[[], tuple[float, float, float]]:
+    """The run's training step as models.loop runs it -- forward + loss, zero_grad(set_to_none) +
+    backward, Adam.step -- returning each phase's wall seconds; `ddp` wraps the model in
+    DistributedDataParallel first (a gloo group must be up)."""
+    model: nn.Module = ConvNet(width=width).train()
+    x = torch.randn(batch, 3, 32, 32, generator=gen)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+        model = DistributedDataParallel(model)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    batches = _batches(x, y, workers)
+
+    def step() -> tuple[float, float, float]:
+        nonlocal x, y
+        if batches is not None:
+            x, y = next(batches)
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            loss = loss_fn(model(x), y)
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+    return step
+
+
+@contextlib.contextmanager
+def _as_profiled(enabled: bool) -> Any:
+    """Steps timed as a run's profiled steps are: under torch.profiler (CPU, every thread), the trace
+    thrown away -- what the what-if predicts is a profiled step, so both carry the profiler's cost."""
+    if not enabled:
+        yield
+        return
+    from profiler.session import all_threads_config
+    experimental, _ = all_threads_config()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=False,
+                                with_stack=False, experimental_config=experimental):
+        yield
+
+
+def mean_phases(step: Callable[[], tuple[float, float, float]], steps: int = STEPS,
+                agree: Callable[[bool], bool] | None = None, profiled: bool = True) -> tuple[float, float, float]:
+    """Mean ms of each phase over `steps` calls after one warm-up, as a run's profiled steps 1..steps
+    are (the report means them too); `agree` (workers) starts every call on every rank together."""
+    sums = [0.0, 0.0, 0.0]
+    with _as_profiled(profiled):
+        for i in range(steps + 1):
+            if agree is not None:
+                agree(True)
+            times = step()
+            if i:
+                sums = [a + b for a, b in zip(sums, times)]
+    return sums[0] / steps * 1e3, sums[1] / steps * 1e3, sums[2] / steps * 1e3
+
+
+def alone_step(width: float, batch: int, threads: int, channels_last: bool = False, amp: bool = False,
+               lr: float = 1e-3, steps: int = STEPS, profiled: bool = True, workers: int = 0) -> StepTimes:
+    """The training step in this process at `threads`; the RNG and thread count are left as they were."""
+    with torch.random.fork_rng(devices=[]), _threads(threads):
+        step = _train_step(width, batch, channels_last, amp, lr, torch.Generator().manual_seed(0), workers=workers)
+        fwd, bwd, opt = mean_phases(step, steps, profiled=profiled)
+        del step
+    return StepTimes(processes=1, threads=threads, batch=batch, steps=steps, workers=workers,
+                     forward_ms=round(fwd, 3), backward_ms=round(bwd, 3), optimizer_ms=round(opt, 3))
 
 
 def best_ms(fn: Callable[[], Any], agree: Callable[[bool], bool] | None = None,
@@ -190,20 +292,21 @@ def _r(values: list[float]) -> list[float]:
 
 
 # --- two processes at once ----------------------------------------------------------
-def concurrent(width: float, batch: int, elements: int, channels_last: bool = False, amp: bool = False,
+def concurrent(width: float, batch: int, channels_last: bool = False, amp: bool = False,
                threads: int | None = None, processes: int = WORKERS, nbytes: int = ALLREDUCE_BYTES,
-               timeout_s: float = WORKER_TIMEOUT_S, lr: float = 1e-3,
+               timeout_s: float = WORKER_TIMEOUT_S, lr: float = 1e-3, steps: int = STEPS,
+               profiled: bool = True, workers: int = 0,
                should_stop: Callable[[], bool] | None = None) -> Concurrent:
-    """Start `processes` workers (gloo on 127.0.0.1, `threads` each: cores // processes by default),
+    """Start `processes` DDP workers (gloo on 127.0.0.1, `threads` each: cores // processes by default),
     return rank 0's figures. Raises CalibrationError (timeout, a worker failed, stop requested)."""
     threads = threads if threads is not None else max(1, allocation_cpus() // processes)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), env.get("PYTHONPATH", "")) if p)
     port = _free_port()
     args = ["--worker", "--world", str(processes), "--port", str(port), "--threads", str(threads),
-            "--width", repr(width), "--batch", str(batch), "--elements", str(elements),
+            "--width", repr(width), "--batch", str(batch), "--steps", str(steps), "--loader-workers", str(workers),
             "--bytes", str(nbytes), "--lr", repr(lr), *(["--channels-last"] if channels_last else []),
-            *(["--amp"] if amp else [])]
+            *(["--amp"] if amp else []), *(["--profiled"] if profiled else [])]
     with contextlib.ExitStack() as stack:
         outs = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(2 * processes)]
         procs = [subprocess.Popen([sys.executable, "-m", "models.calibrate", *args, "--rank", str(r)],
@@ -245,12 +348,13 @@ def _free_port() -> int:
 
 
 def _worker(a: argparse.Namespace) -> int:
-    """One worker: join the group, time both passes with every worker at once, then the all-reduce."""
+    """One worker: join the group, run the training step as a DDP rank with every worker at once,
+    then time a bare all-reduce."""
     import torch.distributed as dist
     from datetime import timedelta
     torch.set_num_threads(a.threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=a.rank,
-                            world_size=a.world, timeout=timedelta(seconds=60))
+                            world_size=a.world, timeout=timedelta(seconds=120))
 
     def agree(go: bool) -> bool:     # every worker decides alike, and starts the next call together
         flag = torch.tensor([1 if go else 0])
@@ -258,68 +362,85 @@ def _worker(a: argparse.Namespace) -> int:
         return bool(flag.item())
 
     try:
-        gen = torch.Generator().manual_seed(a.rank)
-        compute, _ = _compute_pass(a.width, a.batch, a.channels_last, a.amp, gen)
-        compute_ms = best_ms(compute, agree)
-        del compute
-        memory_ms = best_ms(_memory_pass(a.elements, gen, a.lr), agree, max_repeats=MEMORY_REPEATS)
+        step = _train_step(a.width, a.batch, a.channels_last, a.amp, a.lr, torch.Generator().manual_seed(a.rank),
+                           ddp=True, workers=a.loader_workers)
+        fwd, bwd, opt = mean_phases(step, a.steps, agree, profiled=a.profiled)
+        del step
         buf = torch.ones(a.bytes // 4, dtype=torch.float32)
         allreduce_ms = best_ms(lambda: dist.all_reduce(buf), agree, min_repeats=3, max_repeats=3)
     finally:
         dist.destroy_process_group()
     print(msgspec.json.encode(Concurrent(
-        rank=a.rank, processes=a.world, threads=a.threads, batch=a.batch, elements=a.elements,
-        compute_ms=round(compute_ms, 3), memory_ms=round(memory_ms, 3), allreduce_bytes=buf.numel() * 4,
-        allreduce_ms=round(allreduce_ms, 3))).decode())
+        rank=a.rank, processes=a.world, threads=a.threads, batch=a.batch, steps=a.steps, workers=a.loader_workers,
+        forward_ms=round(fwd, 3), backward_ms=round(bwd, 3), optimizer_ms=round(opt, 3),
+        allreduce_bytes=buf.numel() * 4, allreduce_ms=round(allreduce_ms, 3))).decode())
     return 0
 
 
 # --- what the runner records --------------------------------------------------------
+def step_batch(per_device_batch: int, processes: int = WORKERS) -> int:
+    """The batch the step calibration runs: the run's per-device batch split over `processes` ranks,
+    as DDP at 2 with the same global batch runs it (CPU time per image depends on the batch)."""
+    return max(1, per_device_batch // processes)
+
+
 def calibrate(width: float, batch: int, channels_last: bool = False, amp: bool = False, lr: float = 1e-3,
-              should_stop: Callable[[], bool] | None = None) -> Calibration:
-    """Both parts; whatever fails becomes a note, never an exception (but KeyboardInterrupt)."""
+              should_stop: Callable[[], bool] | None = None, train_batch: int | None = None,
+              threads: int | None = None, profiled: bool = True, workers: int = 0) -> Calibration:
+    """All three parts (`batch`: the curve's, `train_batch`: the steps', default `batch`; `threads`:
+    the run's, default torch's; `profiled`: the steps under torch.profiler, as the run's are; `workers`:
+    the run's DataLoader workers per process, forked beside each timed step);
+    whatever fails becomes a note, never an exception (but KeyboardInterrupt)."""
     cal = Calibration()
+    train_batch = train_batch or batch
+    threads = threads or torch.get_num_threads()
     t0 = time.perf_counter()
     try:
         cal.thread_scaling = thread_scaling(width, batch, channels_last, amp, lr=lr, should_stop=should_stop)
     except Exception as exc:
         cal.notes.append(f"thread-scaling calibration failed: {type(exc).__name__}: {exc}")
-    elements = cal.thread_scaling.elements if cal.thread_scaling else MAX_ELEMENTS
     t1 = time.perf_counter()
+    try:
+        if should_stop is None or not should_stop():
+            cal.alone_step = alone_step(width, train_batch, threads, channels_last, amp, lr, profiled=profiled,
+                                        workers=workers)
+    except Exception as exc:
+        cal.notes.append(f"step calibration failed: {type(exc).__name__}: {exc}")
+    t2 = time.perf_counter()
     try:
         if should_stop is not None and should_stop():
             raise CalibrationError("two-process calibration skipped: the run was asked to stop")
-        c = concurrent(width, batch, elements, channels_last, amp, lr=lr, should_stop=should_stop)
+        c = concurrent(width, train_batch, channels_last, amp, lr=lr, profiled=profiled, workers=workers,
+                       should_stop=should_stop)
         cal.allreduce = c.allreduce_rate()
-        if cal.thread_scaling is not None:
-            cal.thread_scaling.concurrent = c.processes
-            cal.thread_scaling.concurrent_threads = c.threads
-            cal.thread_scaling.concurrent_compute_ms = c.compute_ms
-            cal.thread_scaling.concurrent_memory_ms = c.memory_ms
-            if c.threads != 1:
-                cal.notes.append(f"concurrent figures: {c.processes} processes x {c.threads} threads each "
-                                 "(the allreduce's `threads`)")
+        cal.ddp_step = c.step_times()
     except CalibrationError as exc:
         cal.notes.append(str(exc))
     except Exception as exc:
         cal.notes.append(f"two-process calibration failed: {type(exc).__name__}: {exc}")
-    t2 = time.perf_counter()
-    cal.notes.append(f"calibration took {t2 - t0:.1f} s before training (in-process {t1 - t0:.1f} s, "
-                     f"{WORKERS} processes {t2 - t1:.1f} s)")
+    t3 = time.perf_counter()
+    cal.notes.append(f"calibration took {t3 - t0:.1f} s before training (thread curve {t1 - t0:.1f} s, "
+                     f"step alone {t2 - t1:.1f} s, {WORKERS} DDP processes {t3 - t2:.1f} s)")
     return cal
 
 
 def calibration_for(device_type: str, width: float, per_device_batch: int, channels_last: bool = False,
-                    amp: bool = False, lr: float = 1e-3, enabled: bool = True,
+                    amp: bool = False, lr: float = 1e-3, enabled: bool = True, processes: int = 1,
+                    profiled: bool = True, workers: int = 0,
                     should_stop: Callable[[], bool] | None = None) -> Calibration | None:
-    """run.json `calibration` for a run: None with --no-calibrate; CPU runs only (a GPU run's compute
-    does not scale with host threads, and its links are measured in the trace)."""
+    """run.json `calibration` for a run: None with --no-calibrate; CPU runs of one process only (a GPU
+    run's compute does not scale with host threads and its links are in the trace; a DDP run's
+    ranks already show their contention)."""
     if not enabled:
         return None
     if device_type != "cpu":
         return Calibration(notes=[f"not calibrated: a {device_type} run (thread scaling and the gloo "
                                   "all-reduce rate are measured for CPU runs only)"])
-    return calibrate(width, max(1, min(MAX_BATCH, per_device_batch)), channels_last, amp, lr, should_stop)
+    if processes > 1:
+        return Calibration(notes=[f"not calibrated: a run of {processes} processes measures its ranks' contention "
+                                  "itself (the what-if calibrates from a 1-process run)"])
+    return calibrate(width, max(1, min(MAX_BATCH, per_device_batch)), channels_last, amp, lr, should_stop,
+                     train_batch=step_batch(per_device_batch), profiled=profiled, workers=workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,13 +452,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--unprofiled", action="store_true", help="time the steps without torch.profiler")
+    p.add_argument("--profiled", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for flag in ("--rank", "--world", "--port", "--threads", "--elements", "--bytes"):
+    p.add_argument("--train-batch", type=int, default=None,
+                   help="images per process in the step calibration (default: --batch)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers beside each timed step (default: 0)")
+    for flag in ("--rank", "--world", "--port", "--threads", "--steps", "--bytes", "--loader-workers"):
         p.add_argument(flag, type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
         return _worker(a)
-    cal = calibrate(a.width, a.batch, a.channels_last, a.amp, a.lr)
+    cal = calibrate(a.width, a.batch, a.channels_last, a.amp, a.lr, train_batch=a.train_batch, profiled=not a.unprofiled,
+                    workers=a.workers)
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(cal), indent=2).decode() + "\n")
     return 0
 

@@ -131,7 +131,10 @@ def _calibrate(cfg: RunConfig, record: RunRecord, stop: StopFlag) -> None:
     and the trace hold training alone); written at once, so a run that fails later still has it."""
     from models.calibrate import calibration_for
     record.info.calibration = calibration_for(cfg.device_type, cfg.width, cfg.per_device_batch, cfg.channels_last,
-                                              cfg.amp, cfg.lr, enabled=cfg.calibrate, should_stop=lambda: bool(stop))
+                                              cfg.amp, cfg.lr, enabled=cfg.calibrate,
+                                              processes=cfg.devices if cfg.strategy == "ddp" else 1,
+                                              profiled=bool(cfg.profiler.get("enabled", True)), workers=cfg.workers,
+                                              should_stop=lambda: bool(stop))
     if record.info.calibration is not None:
         record.write()
 

@@ -22,5 +22,9 @@ def test_tiny_ddp_predicted_from_tiny_single_has_every_term(tiny_runs: Path) -> 
     names = [t["name"] for t in ddp["terms"]]
     assert names == ["forward", "backward", "loss", "optimizer", "all-reduce (exposed)", "host", "data"]
     assert all(t["basis"] and t["ms"] >= 0 for t in ddp["terms"])
+    # the single run calibrated its own step as 2 DDP ranks: compute, all-reduce and Adam come from it
+    by_name = {t["name"]: t["basis"] for t in ddp["terms"]}
+    assert "as 2 DDP ranks × 1 thread(s) on 4 images each" in by_name["forward"]
+    assert "the calibrated rank's backward" in by_name["all-reduce (exposed)"]
     assert ddp["step_ms"] == sum(t["ms"] for t in ddp["terms"])
     assert ddp["memory_per_device_bytes"] > 0 and ddp["bytes_per_step"] > 0

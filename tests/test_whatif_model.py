@@ -8,7 +8,7 @@ from analysis.whatif.gpus import find_gpu
 from analysis.whatif.predict import Target, predict
 from analysis.whatif.profile import profile_of
 from profiler.contract import vocab
-from profiler.contract.runjson import Calibration, Layer, ThreadScaling
+from profiler.contract.runjson import Calibration, Layer, StepTimes, ThreadScaling
 from test_report_support import run, run_info, seed_model, trace
 
 MS = 1000.0   # µs per ms
@@ -111,33 +111,72 @@ def test_cpu_ddp_all_reduce_adds_in_full_when_the_cores_are_full() -> None:
 
 # --- CPU thread scaling ----------------------------------------------------------------------
 
-CAL = ThreadScaling(threads=[1, 2], compute_ms=[300.0, 160.0], memory_ms=[100.0, 80.0], batch=16, elements=1 << 20,
-                    concurrent=2, concurrent_compute_ms=330.0, concurrent_memory_ms=150.0)
+CAL = ThreadScaling(threads=[1, 2], compute_ms=[300.0, 160.0], memory_ms=[100.0, 80.0], batch=16, elements=1 << 20)
+# the training step on 32 images: alone at the input's 2 threads, and as 2 DDP ranks × 1 thread at once
+ALONE = StepTimes(processes=1, threads=2, batch=32, steps=2, forward_ms=500.0, backward_ms=1000.0, optimizer_ms=400.0)
+RANKS = StepTimes(processes=2, threads=1, batch=32, steps=2, forward_ms=900.0, backward_ms=2300.0, optimizer_ms=1400.0)
 
 
-def test_thread_factor_from_calibration() -> None:
-    conc = T.thread_factor(CAL, False, base_threads=2, threads=1, processes=2)
-    assert (conc.source, round(conc.factor, 4)) == ("concurrent", round(330 / 160, 4))
-    mem = T.thread_factor(CAL, True, 2, 1, 2)
-    assert round(mem.factor, 4) == 1.875
-    alone = T.thread_factor(CAL, False, 2, 1, 1)
+def test_thread_factor_from_the_curve() -> None:
+    alone = T.thread_factor(CAL, False, base_threads=2, threads=1)
     assert (alone.source, alone.factor) == ("curve", 300 / 160)
-    up = T.thread_factor(CAL, False, 2, 4, 1)                   # beyond the curve: linear from its end
+    assert round(T.thread_factor(CAL, True, 2, 1).factor, 4) == 1.25
+    up = T.thread_factor(CAL, False, 2, 4)                      # beyond the curve: linear from its end
     assert (up.how, up.factor) == ("extrapolated", 0.5)
-    assert T.thread_factor(None, False, 2, 1, 2).factor == 2.0 and T.thread_factor(None, False, 2, 1, 2).source == "assumed"
+    assert T.thread_factor(None, False, 2, 1).factor == 2.0 and T.thread_factor(None, False, 2, 1).source == "assumed"
     assert T.curve_at([1, 4], [400.0, 100.0], 2) == (300.0, "interpolated")
 
 
-def test_cpu_ddp_compute_and_optimizer_use_the_concurrent_calibration() -> None:
-    pred = predict(profile_of(cpu_run(Calibration(thread_scaling=CAL))), Target("ddp", 2, "cpu", 64, 2.0, 1))
-    assert term(pred, "forward").ms == pytest.approx(1000 / 64 * 32 * 330 / 160)
-    assert term(pred, "optimizer").ms == pytest.approx(2000 * 150 / 80)          # not divided by N
-    assert "concurrent processes" in term(pred, "forward").basis
+def test_ddp_contention_splits_the_ranks_backward_into_compute_and_all_reduce() -> None:
+    c = T.ddp_contention(ALONE, RANKS)
+    assert c.compute == 1.8
+    assert c.allreduce_ms == pytest.approx(2300 - 1000 * 1.8)            # 500 ms of gloo on the busy cores
+    # a rank whose backward slowed less than its forward leaves no all-reduce (never negative)
+    assert T.ddp_contention(ALONE, StepTimes(**{**_fields(RANKS), "backward_ms": 1500.0})).allreduce_ms == 0.0
+    assert T.contention_applies(RANKS, processes=2, threads=1, same_cpus=True)
+    assert not T.contention_applies(RANKS, 4, 1, True)                  # 4 ranks were not calibrated
+    assert not T.contention_applies(RANKS, 2, 2, True)                  # nor 2 threads each
+    assert not T.contention_applies(RANKS, 2, 1, False)                 # other CPUs than the input's
+
+
+def test_a_phase_moves_to_another_batch_along_a_fixed_plus_per_image_line() -> None:
+    assert T.at_batch(32, 500.0, 64, 1000.0, 48) == pytest.approx(750.0)     # through the origin: per image
+    assert T.at_batch(32, 600.0, 64, 1000.0, 48) == pytest.approx(800.0)     # 200 ms fixed + 12.5 ms per image
+    assert T.at_batch(32, 600.0, 64, 1000.0, 32) == 600.0                    # the calibrated point itself
+    assert T.at_batch(32, 600.0, 64, 500.0, 16) == pytest.approx(300.0)      # falling line: per image from it
+    assert T.at_batch(32, 100.0, 64, 1000.0, 16) == pytest.approx(50.0)      # negative fixed part: per image
+    assert T.at_batch(8, 80.0, 8, 90.0, 4) == pytest.approx(40.0)            # one point only
+
+
+def _fields(s: StepTimes) -> dict:
+    return {f: getattr(s, f) for f in s.__struct_fields__}
+
+
+def test_cpu_ddp_uses_the_calibrated_step_of_two_ranks() -> None:
+    cal = Calibration(thread_scaling=CAL, alone_step=ALONE, ddp_step=RANKS)
+    pred = predict(profile_of(cpu_run(cal)), Target("ddp", 2, "cpu", 64, 2.0, 1))
+    assert term(pred, "forward").ms == pytest.approx(900.0)                   # 500 alone × 1.8
+    assert term(pred, "backward").ms == pytest.approx(1800.0)                 # 1000 alone × 1.8
+    assert term(pred, "all-reduce (exposed)").ms == pytest.approx(500.0)
+    assert term(pred, "optimizer").ms == pytest.approx(1400.0)                # as the ranks ran it: not ÷ N
+    assert "2 DDP ranks × 1 thread(s) on 32 images each" in term(pred, "forward").basis
+    assert "2300.0 ms − 1000.0 ms alone × 1.80" in term(pred, "all-reduce (exposed)").basis
+    # 64 images per rank: alone on the line through (32, 500) and the input's (64, 1000), × 1.8
+    big = predict(profile_of(cpu_run(cal)), Target("ddp", 2, "cpu", 128, 2.0, 1))
+    assert term(big, "forward").ms == pytest.approx(1800.0)
+    assert term(big, "all-reduce (exposed)").ms == pytest.approx(500.0)       # the same gradients
+    # 4 ranks were not calibrated: the curve (processes alone) and the bare all-reduce rate instead
+    four = predict(profile_of(cpu_run(cal)), Target("ddp", 4, "cpu", 64, 2.0, 1))
+    assert term(four, "forward").ms == pytest.approx(1000 / 64 * 16 * 300 / 160)
+    assert "processes measured alone" in term(four, "forward").basis
+
+
+def test_cpu_ddp_without_calibration_assumes_linear_threads() -> None:
     uncal = predict(profile_of(cpu_run()), Target("ddp", 2, "cpu", 64, 2.0, 1))
     assert term(uncal, "backward").ms == pytest.approx(2000.0)                  # 1000 × 2 threads → 1
     assert "assumed: linear in cores, no calibration in run.json" in term(uncal, "backward").basis
     assert "assumed: no calibration in run.json" in term(uncal, "all-reduce (exposed)").basis
-    assert uncal.assumed and not pred.analytic
+    assert uncal.assumed and not uncal.analytic
 
 
 # --- data loading ----------------------------------------------------------------------------

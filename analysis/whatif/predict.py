@@ -15,6 +15,7 @@ from analysis.whatif.gpus import DEFAULT_GPU, GpuSpec, find_gpu
 from analysis.whatif.link import choose_link, host_link
 from analysis.whatif.profile import Profile, WhatIfError
 from profiler.contract import vocab
+from profiler.contract.runjson import Calibration
 
 COMPUTE_EFFICIENCY = 0.4        # share of the datasheet FLOP peak a small-image convnet reaches (stated)
 MEMORY_EFFICIENCY = 0.7         # share of the datasheet memory bandwidth Adam's passes reach (stated)
@@ -96,9 +97,6 @@ def _factor_basis(tf: T.ThreadFactor, p: Profile, threads: int, processes: int, 
     if tf.source == "assumed":
         return (f"× {tf.factor:.2f} for {threads} thread(s) per process vs {p.threads} (assumed: linear in cores, "
                 "no calibration in run.json)")
-    if tf.source == "concurrent":
-        return (f"× {tf.factor:.2f}: calibrated {kind} of {processes} concurrent processes "
-                f"{tf.at_target_ms:.1f} ms vs {tf.at_base_ms:.1f} ms at {p.threads} thread(s) (run.json calibration)")
     return (f"× {tf.factor:.2f}: calibrated {kind} at {threads} thread(s) {tf.at_target_ms:.1f} ms ({tf.how}) vs "
             f"{tf.at_base_ms:.1f} ms at {p.threads} (run.json calibration"
             + (", processes measured alone" if processes > 1 else "") + ")")
@@ -139,6 +137,8 @@ def predict(p: Profile, t: Target) -> Prediction:
     loss_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
     cal = p.calibration.thread_scaling if p.calibration is not None else None
     out: list[Term] = []
+    contention: T.DdpContention | None = None
+    calib = p.calibration
     model = p.model
     pbytes = model.parameter_bytes if model is not None else None
 
@@ -160,11 +160,14 @@ def predict(p: Profile, t: Target) -> Prediction:
                         T.transfer_ms(T.adam_bytes(params), spec.memory_gbps * MEMORY_EFFICIENCY),
                         f"{ANALYTIC}: Adam moves {T.ADAM_BYTES_PER_PARAMETER} bytes × {params / 1e6:.1f} M parameters "
                         f"÷ ({spec.memory_gbps:g} GB/s datasheet × {MEMORY_EFFICIENCY:.0%}, stated); not divided by N"))
+    elif (t.device_type == "cpu" and t.strategy == vocab.DDP and procs > 1 and calib is not None
+            and calib.alone_step is not None and calib.alone_step.threads == p.threads
+            and T.contention_applies(calib.ddp_step, procs, threads, t.cpus == p.cpus)):
+        contention = _ranks_terms(p, t, calib, out, notes)
     else:
         if t.device_type == "cpu":
-            same = t.cpus == p.cpus
-            cf = T.thread_factor(cal, False, p.threads, threads, procs, same)
-            mf = T.thread_factor(cal, True, p.threads, threads, procs, same)
+            cf = T.thread_factor(cal, False, p.threads, threads)
+            mf = T.thread_factor(cal, True, p.threads, threads)
             c_basis, m_basis = (_factor_basis(cf, p, threads, procs, "compute"),
                                 _factor_basis(mf, p, threads, procs, "memory pass"))
             c_factor, m_factor = cf.factor, mf.factor
@@ -193,7 +196,17 @@ def predict(p: Profile, t: Target) -> Prediction:
     items, missing = strategy_traffic(t.strategy, n, t.global_batch, model, p.amp)
     notes += missing
     nbytes = sum(i.bytes for i in items)
-    if n > 1 and t.strategy == vocab.DDP and pbytes:
+    if n > 1 and t.strategy == vocab.DDP and pbytes and contention is not None:
+        assert calib is not None and calib.alone_step is not None and calib.ddp_step is not None
+        alone, ranks, ar = calib.alone_step, calib.ddp_step, calib.allreduce
+        bare = (f"; a bare {ar.backend} all-reduce moved {ar.bytes / 1e6:.1f} MB in {ar.ms:.1f} ms"
+                if ar is not None and ar.bytes > 0 else "")
+        out.append(Term("all-reduce (exposed)", vocab.COMMUNICATION, contention.allreduce_ms,
+                        f"the calibrated rank's backward {ranks.backward_ms:.1f} ms − {alone.backward_ms:.1f} ms "
+                        f"alone × {contention.compute:.2f} = {contention.allreduce_ms:.1f} ms per step: gloo's "
+                        f"all-reduce of {pbytes / 1e6:.1f} MB of gradients on the cores backward also needs "
+                        f"(run.json calibration){bare}"))
+    elif n > 1 and t.strategy == vocab.DDP and pbytes:
         ring = T.ring_allreduce_bytes(pbytes, n)
         if t.device_type == "cpu":
             ar = p.calibration.allreduce if p.calibration is not None else None
@@ -288,6 +301,36 @@ def predict(p: Profile, t: Target) -> Prediction:
         gpu=spec.name if spec is not None else None, analytic=analytic,
         assumed=any(ASSUMED in x.basis for x in out), notes=notes,
         loader_cores_needed=T.loader_cores_needed(loader, ips) if loader is not None else None)
+
+
+def _ranks_terms(p: Profile, t: Target, calib: Calibration, out: list[Term], notes: list[str]) -> T.DdpContention:
+    """CPU DDP ranks like the calibration's: each phase from its timing as those ranks, moved to the
+    target's batch along the line through the calibrated step alone and the input run's phase."""
+    alone, ranks = calib.alone_step, calib.ddp_step
+    assert alone is not None and ranks is not None
+    c = T.ddp_contention(alone, ranks)
+    b, bc = t.per_device_batch, alone.batch
+    where = (f"the calibrated step (run.json) as {ranks.processes} DDP ranks × {ranks.threads} thread(s) on "
+             f"{ranks.batch} images each, {ranks.workers} DataLoader worker(s) each")
+    if ranks.workers != t.workers:
+        notes.append(f"the calibrated ranks ran with {ranks.workers} DataLoader worker(s) each, the target has "
+                     f"{t.workers}: what the workers cost the ranks' step is not re-measured")
+    for name, cal_ms, ms in (("forward", alone.forward_ms, p.forward_ms + p.loss_ms),
+                             ("backward", alone.backward_ms, p.backward_ms)):
+        at_b = T.at_batch(bc, cal_ms, p.per_device_batch, ms, b)
+        move = ("" if b == bc else
+                f"; alone on {b} images {at_b:.1f} ms on the line through {cal_ms:.1f} ms at {bc} and {p.name}'s "
+                f"{ms:.1f} ms at {p.per_device_batch}")
+        out.append(Term(name, vocab.COMPUTE, at_b * c.compute,
+                        f"× {c.compute:.2f} as {where}: forward {ranks.forward_ms:.1f} ms vs {alone.forward_ms:.1f} ms "
+                        f"alone at {alone.threads} thread(s)"
+                        + ("; backward's compute taken to slow as forward's" if name == "backward" else "")
+                        + f"{move}"))
+    out.append(Term("loss", vocab.COMPUTE, 0.0, f"inside forward here ({where}: forward + loss)"))
+    out.append(Term("optimizer", vocab.COMPUTE, ranks.optimizer_ms,
+                    f"{ranks.optimizer_ms:.1f} ms: Adam as {where}, every rank updating every parameter at once "
+                    f"({alone.optimizer_ms:.1f} ms alone, {p.optimizer_ms:.1f} ms measured in {p.name})"))
+    return c
 
 
 def _data_term(p: Profile, t: Target, threads: int, rest_ms: float, measured_compute: bool) -> Term:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from profiler.contract.runjson import Layer, ThreadScaling
+from profiler.contract.runjson import Layer, StepTimes, ThreadScaling
 
 MIB = 1024 * 1024
 DDP_BUCKET_BYTES = 25 * MIB          # torch DDP bucket_cap_mb=25 (MiB)
@@ -46,30 +46,54 @@ class ThreadFactor:
     """How much longer the same work takes at the target's threads than at the input run's."""
 
     factor: float
-    source: str                      # "concurrent" | "curve" | "assumed"
+    source: str                      # "curve" | "assumed"
     at_base_ms: float | None = None  # the calibration's figure at the input run's threads
     at_target_ms: float | None = None
     how: str = ""                    # curve_at's "measured" / "interpolated" / "extrapolated" at the target
 
 
-def thread_factor(cal: ThreadScaling | None, memory: bool, base_threads: int, threads: int,
-                  processes: int, same_cpus: bool = True) -> ThreadFactor:
-    """Compute (memory=False) or optimizer-like memory-bound work (memory=True), input threads → target.
-
-    N concurrent processes use the calibration's concurrent figure when it ran N processes with the
-    target's threads each on the same CPUs (they share the cores and memory bandwidth as the target's
-    ranks will); otherwise the alone curve; with no calibration, linear in threads."""
+def thread_factor(cal: ThreadScaling | None, memory: bool, base_threads: int, threads: int) -> ThreadFactor:
+    """Compute (memory=False) or optimizer-like memory-bound work (memory=True), input threads → target,
+    from the in-process curve (processes measured alone); with no calibration, linear in threads."""
     if cal is None or not cal.threads:
         return ThreadFactor(base_threads / threads, "assumed")
     values = cal.memory_ms if memory else cal.compute_ms
     at_base, _ = curve_at(cal.threads, values, base_threads)
-    concurrent = cal.concurrent_memory_ms if memory else cal.concurrent_compute_ms
-    ran_like_target = (cal.concurrent == processes and same_cpus
-                       and (cal.concurrent_threads is None or cal.concurrent_threads == threads))
-    if processes > 1 and ran_like_target and concurrent is not None:
-        return ThreadFactor(concurrent / at_base, "concurrent", at_base, concurrent, "measured")
     at_target, how = curve_at(cal.threads, values, threads)
     return ThreadFactor(at_target / at_base, "curve", at_base, at_target, how)
+
+
+def at_batch(b_cal: int, ms_cal: float, b_in: int, ms_in: float, batch: int) -> float:
+    """One process's time for a phase at `batch` images on the line through the calibration's point and
+    the input run's: a fixed part (the seed's fc1 weights are read and written whatever the batch)
+    plus a part per image, neither negative; proportional to the calibration's point when the two
+    points cannot make such a line."""
+    if b_in != b_cal:
+        slope = (ms_in - ms_cal) / (b_in - b_cal)
+        fixed = ms_cal - slope * b_cal
+        if slope >= 0 and fixed >= 0:
+            return fixed + slope * batch
+    return ms_cal * batch / b_cal if b_cal > 0 else ms_cal
+
+
+@dataclass(frozen=True)
+class DdpContention:
+    """What N DDP ranks on the input run's cores cost, from the calibration's two timings of one step."""
+
+    compute: float          # rank forward ÷ alone forward: the ranks' compute slows by this (backward too)
+    allreduce_ms: float     # rank backward − alone backward × compute: the all-reduce on cores backward needs
+
+
+def ddp_contention(alone: StepTimes, ranks: StepTimes) -> DdpContention:
+    """Both timings ran the same model on the same batch per process; backward's compute is taken to
+    slow as forward's did (forward has no communication), the rest of the rank's backward is gloo's."""
+    compute = ranks.forward_ms / alone.forward_ms if alone.forward_ms > 0 else 1.0
+    return DdpContention(compute, max(0.0, ranks.backward_ms - alone.backward_ms * compute))
+
+
+def contention_applies(ranks: StepTimes | None, processes: int, threads: int, same_cpus: bool) -> bool:
+    """The calibration's ranks ran like the target: as many, with its threads, on the input run's CPUs."""
+    return ranks is not None and same_cpus and ranks.processes == processes and ranks.threads == threads
 
 
 def threads_per_process(cpus: float, processes: int) -> int:

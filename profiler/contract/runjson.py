@@ -18,7 +18,7 @@ import msgspec
 from profiler.contract import vocab
 
 __all__ = ["Layer", "ModelInfo", "ProfilerSchedule", "ConfigInfo", "CudaDevice", "GpuInfo", "CpuAllocation",
-           "Environment", "EpochResult", "Results", "ThreadScaling", "AllReduceRate", "Calibration", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
+           "Environment", "EpochResult", "Results", "ThreadScaling", "StepTimes", "AllReduceRate", "Calibration", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
            "encode_json", "decode_run_json", "write_json_atomic"]
 
 
@@ -155,9 +155,7 @@ class ThreadScaling(_S):
 
     `compute_ms[i]`: forward + backward of the run's own model on `batch` images with
     `threads[i]` threads; `memory_ms[i]`: an optimizer-like memory-bound pass over `elements`
-    float32 values (what Adam does to every parameter) with the same threads. Measured alone and,
-    where `concurrent` is set, with `concurrent` processes running the same pass at once (the
-    memory bandwidth they share is what a CPU DDP run meets).
+    float32 values (what Adam does to every parameter) with the same threads, in one process.
     """
 
     threads: list[int]
@@ -165,10 +163,22 @@ class ThreadScaling(_S):
     memory_ms: list[float]
     batch: int
     elements: int
-    concurrent: int | None = None
-    concurrent_threads: int | None = None          # threads each concurrent process had (on the run's CPUs)
-    concurrent_compute_ms: float | None = None     # per process, `concurrent` processes at once
-    concurrent_memory_ms: float | None = None
+
+
+class StepTimes(_S):
+    """The run's own training step, timed phase by phase in the calibration (mean over `steps`
+    timed steps after one warm-up): alone in the runner's process, or as `processes` gloo DDP
+    ranks at once on the run's CPUs -- the contention a CPU DDP run meets, which no per-pass
+    figure shows (on a 2-core VM two ranks' Adam took 3.5x its time alone, their passes 1.6x)."""
+
+    processes: int              # 1: alone; N: N DDP ranks at once (rank 0's figures)
+    threads: int                # per process
+    batch: int                  # images per process
+    steps: int
+    forward_ms: float           # forward + loss
+    backward_ms: float          # zero_grad + backward; under DDP with its gloo all-reduce
+    optimizer_ms: float
+    workers: int = 0            # forked DataLoader workers per process while timed (they cost the step too)
 
 
 class AllReduceRate(_S):
@@ -186,6 +196,8 @@ class Calibration(_S):
 
     thread_scaling: ThreadScaling | None = None
     allreduce: AllReduceRate | None = None
+    alone_step: StepTimes | None = None
+    ddp_step: StepTimes | None = None
     notes: list[str] = msgspec.field(default_factory=list)
 
 
