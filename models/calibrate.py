@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Print this machine's CPU calibration (what a CPU run records "
                                             "in run.json `calibration`) as JSON.")
     p.add_argument("--width", type=float, default=1.0, help="model width (default: 1.0, the seed model)")
-    p.add_argument("--batch", type=int, default=MAX_BATCH, help=f"images per pass (default: {MAX_BATCH})")
+    p.add_argument("--batch", type=int, default=MAX_BATCH, help=f"images per pass of the thread curve (default: {MAX_BATCH})")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--lr", type=float, default=1e-3)
