@@ -70,24 +70,8 @@ class Concurrent(msgspec.Struct, kw_only=True):
     """What one worker measured as one of `processes` DDP ranks stepping at once (its JSON line)."""
 
     rank: int
-    processes: int
-    threads: int
-    batch: int
-    steps: int
-    workers: int
-    forward_ms: float
-    backward_ms: float
-    optimizer_ms: float
-    allreduce_bytes: int
-    allreduce_ms: float
-
-    def allreduce_rate(self) -> AllReduceRate:
-        return AllReduceRate(backend="gloo", processes=self.processes, bytes=self.allreduce_bytes,
-                             ms=self.allreduce_ms, threads=self.threads)
-
-    def step_times(self) -> StepTimes:
-        return StepTimes(processes=self.processes, threads=self.threads, batch=self.batch, steps=self.steps,
-                         workers=self.workers, forward_ms=self.forward_ms, backward_ms=self.backward_ms, optimizer_ms=self.optimizer_ms)
+    step: StepTimes
+    allreduce: AllReduceRate
 
 
 # --- what is timed ------------------------------------------------------------------
@@ -102,22 +86,31 @@ def allocation_cpus() -> int:
     return max(1, math.floor(cpu_allocation().cpus))
 
 
-def _compute_pass(width: float, batch: int, channels_last: bool, amp: bool,
-                  gen: torch.Generator) -> tuple[Callable[[], None], int]:
-    """Forward + backward of the run's model on random CIFAR-shaped images (as its loop does it:
-    grads set to None, the loss under autocast with --amp); and the model's parameter count."""
+def _model_and_batch(width: float, batch: int, channels_last: bool,
+                     gen: torch.Generator) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The run's model and one batch of random CIFAR-shaped images, in the run's memory format."""
     model = ConvNet(width=width).train()
     x = torch.randn(batch, 3, 32, 32, generator=gen)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), generator=gen)
+    return model, x, torch.randint(0, 10, (batch,), generator=gen)
+
+
+def _autocast(amp: bool) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+
+def _compute_pass(width: float, batch: int, channels_last: bool, amp: bool,
+                  gen: torch.Generator) -> tuple[Callable[[], None], int]:
+    """Forward + backward of the run's model on random CIFAR-shaped images (as its loop does it:
+    grads set to None, the loss under autocast with --amp); and the model's parameter count."""
+    model, x, y = _model_and_batch(width, batch, channels_last, gen)
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-        with ctx:
+        with _autocast(amp):
             loss = loss_fn(model(x), y)
         loss.backward()
     return step, sum(p.numel() for p in model.parameters())
@@ -156,12 +149,7 @@ def _train_step(width: float, batch: int, channels_last: bool, amp: bool, lr: fl
     """The run's training step as models.loop runs it -- forward + loss, zero_grad(set_to_none) +
     backward, Adam.step -- returning each phase's wall seconds; `ddp` wraps the model in
     DistributedDataParallel first (a gloo group must be up)."""
-    model: nn.Module = ConvNet(width=width).train()
-    x = torch.randn(batch, 3, 32, 32, generator=gen)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), generator=gen)
+    model, x, y = _model_and_batch(width, batch, channels_last, gen)
     if ddp:
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(model)
@@ -173,8 +161,10 @@ def _train_step(width: float, batch: int, channels_last: bool, amp: bool, lr: fl
         nonlocal x, y
         if batches is not None:
             x, y = next(batches)
+            if channels_last:        # the loop's h2d phase does the same to every batch
+                x = x.contiguous(memory_format=torch.channels_last)
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+        with _autocast(amp):
             loss = loss_fn(model(x), y)
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -367,11 +357,12 @@ def _worker(a: argparse.Namespace) -> int:
         del step                      # its DataLoader workers end here
         buf = torch.ones(a.bytes // 4, dtype=torch.float32)
         allreduce_ms = best_ms(lambda: dist.all_reduce(buf), agree, min_repeats=3, max_repeats=3)
-        print(msgspec.json.encode(Concurrent(
-            rank=a.rank, processes=a.world, threads=a.threads, batch=a.batch, steps=a.steps,
-            workers=a.loader_workers, forward_ms=round(fwd, 3), backward_ms=round(bwd, 3),
-            optimizer_ms=round(opt, 3), allreduce_bytes=buf.numel() * 4,
-            allreduce_ms=round(allreduce_ms, 3))).decode(), flush=True)
+        step_times = StepTimes(processes=a.world, threads=a.threads, batch=a.batch, steps=a.steps,
+                               workers=a.loader_workers, forward_ms=round(fwd, 3), backward_ms=round(bwd, 3),
+                               optimizer_ms=round(opt, 3))
+        rate = AllReduceRate(backend="gloo", processes=a.world, bytes=buf.numel() * 4, ms=round(allreduce_ms, 3),
+                             threads=a.threads)
+        print(msgspec.json.encode(Concurrent(rank=a.rank, step=step_times, allreduce=rate)).decode(), flush=True)
         agree(True)                   # nobody leaves the group before everyone has measured
     finally:
         with contextlib.suppress(Exception):
@@ -417,8 +408,7 @@ def calibrate(width: float, batch: int, channels_last: bool = False, amp: bool =
             raise CalibrationError("two-process calibration skipped: the run was asked to stop")
         c = concurrent(width, train_batch, channels_last, amp, lr=lr, profiled=profiled, workers=workers,
                        should_stop=should_stop)
-        cal.allreduce = c.allreduce_rate()
-        cal.ddp_step = c.step_times()
+        cal.allreduce, cal.ddp_step = c.allreduce, c.step
     except CalibrationError as exc:
         cal.notes.append(str(exc))
     except Exception as exc:

@@ -135,10 +135,10 @@ def predict(p: Profile, t: Target) -> Prediction:
     procs, b, n = t.processes, t.per_device_batch, t.devices
     threads = T.threads_per_process(t.cpus, procs) if t.device_type == "cpu" else 1
     loss_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
-    cal = p.calibration.thread_scaling if p.calibration is not None else None
     out: list[Term] = []
-    contention: T.DdpContention | None = None
+    ranks_measured = False           # CPU DDP terms taken from the calibrated ranks (all-reduce included)
     calib = p.calibration
+    curve = calib.thread_scaling if calib is not None else None
     model = p.model
     pbytes = model.parameter_bytes if model is not None else None
 
@@ -163,11 +163,12 @@ def predict(p: Profile, t: Target) -> Prediction:
     elif (t.device_type == "cpu" and t.strategy == vocab.DDP and procs > 1 and calib is not None
             and calib.alone_step is not None and calib.alone_step.threads == p.threads
             and T.contention_applies(calib.ddp_step, procs, threads, t.cpus == p.cpus)):
-        contention = _ranks_terms(p, t, calib, out, notes)
+        _ranks_terms(p, t, calib, pbytes, out, notes)
+        ranks_measured = True
     else:
         if t.device_type == "cpu":
-            cf = T.thread_factor(cal, False, p.threads, threads)
-            mf = T.thread_factor(cal, True, p.threads, threads)
+            cf = T.thread_factor(curve, False, p.threads, threads)
+            mf = T.thread_factor(curve, True, p.threads, threads)
             c_basis, m_basis = (_factor_basis(cf, p, threads, procs, "compute"),
                                 _factor_basis(mf, p, threads, procs, "memory pass"))
             c_factor, m_factor = cf.factor, mf.factor
@@ -196,17 +197,7 @@ def predict(p: Profile, t: Target) -> Prediction:
     items, missing = strategy_traffic(t.strategy, n, t.global_batch, model, p.amp)
     notes += missing
     nbytes = sum(i.bytes for i in items)
-    if n > 1 and t.strategy == vocab.DDP and pbytes and contention is not None:
-        assert calib is not None and calib.alone_step is not None and calib.ddp_step is not None
-        alone, ranks, ar = calib.alone_step, calib.ddp_step, calib.allreduce
-        bare = (f"; a bare {ar.backend} all-reduce moved {ar.bytes / 1e6:.1f} MB in {ar.ms:.1f} ms"
-                if ar is not None and ar.bytes > 0 else "")
-        out.append(Term("all-reduce (exposed)", vocab.COMMUNICATION, contention.allreduce_ms,
-                        f"the calibrated rank's backward {ranks.backward_ms:.1f} ms − {alone.backward_ms:.1f} ms "
-                        f"alone × {contention.compute:.2f} = {contention.allreduce_ms:.1f} ms per step: gloo's "
-                        f"all-reduce of {pbytes / 1e6:.1f} MB of gradients on the cores backward also needs "
-                        f"(run.json calibration){bare}"))
-    elif n > 1 and t.strategy == vocab.DDP and pbytes:
+    if n > 1 and t.strategy == vocab.DDP and pbytes and not ranks_measured:
         ring = T.ring_allreduce_bytes(pbytes, n)
         if t.device_type == "cpu":
             ar = p.calibration.allreduce if p.calibration is not None else None
@@ -303,9 +294,11 @@ def predict(p: Profile, t: Target) -> Prediction:
         loader_cores_needed=T.loader_cores_needed(loader, ips) if loader is not None else None)
 
 
-def _ranks_terms(p: Profile, t: Target, calib: Calibration, out: list[Term], notes: list[str]) -> T.DdpContention:
+def _ranks_terms(p: Profile, t: Target, calib: Calibration, pbytes: int | None, out: list[Term],
+                 notes: list[str]) -> None:
     """CPU DDP ranks like the calibration's: each phase from its timing as those ranks, moved to the
-    target's batch along the line through the calibrated step alone and the input run's phase."""
+    target's batch along the line through the calibrated step alone and the input run's phase; the
+    all-reduce is what the ranks' backward took beyond its compute."""
     alone, ranks = calib.alone_step, calib.ddp_step
     assert alone is not None and ranks is not None
     c = T.ddp_contention(alone, ranks)
@@ -330,7 +323,15 @@ def _ranks_terms(p: Profile, t: Target, calib: Calibration, out: list[Term], not
     out.append(Term("optimizer", vocab.COMPUTE, ranks.optimizer_ms,
                     f"{ranks.optimizer_ms:.1f} ms: Adam as {where}, every rank updating every parameter at once "
                     f"({alone.optimizer_ms:.1f} ms alone, {p.optimizer_ms:.1f} ms measured in {p.name})"))
-    return c
+    if pbytes:
+        ar = calib.allreduce
+        bare = (f"; a bare {ar.backend} all-reduce moved {ar.bytes / 1e6:.1f} MB in {ar.ms:.1f} ms"
+                if ar is not None and ar.bytes > 0 else "")
+        out.append(Term("all-reduce (exposed)", vocab.COMMUNICATION, c.allreduce_ms,
+                        f"the calibrated rank's backward {ranks.backward_ms:.1f} ms − {alone.backward_ms:.1f} ms "
+                        f"alone × {c.compute:.2f} = {c.allreduce_ms:.1f} ms per step: gloo's all-reduce of "
+                        f"{pbytes / 1e6:.1f} MB of gradients on the cores backward also needs (run.json calibration)"
+                        f"{bare}"))
 
 
 def _data_term(p: Profile, t: Target, threads: int, rest_ms: float, measured_compute: bool) -> Term:

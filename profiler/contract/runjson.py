@@ -187,7 +187,7 @@ class AllReduceRate(_S):
     backend: str
     processes: int
     bytes: int                 # the tensor each process reduces
-    ms: float                  # median wall time of one all-reduce
+    ms: float                  # fastest wall time of one all-reduce (of 3)
     threads: int | None = None  # threads per process while it ran
 
 
