@@ -47,6 +47,14 @@ def _run_until_steps(args: list[str], steps: int, timeout: float = 240) -> tuple
     return proc, err
 
 
+def _finish(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Wait for the run to end and return its stdout; its stderr stays with the pump thread
+    (communicate() would read it too, and close it under the pump)."""
+    proc.wait(timeout=timeout)
+    assert proc.stdout is not None
+    return proc.stdout.read()
+
+
 def _check_interrupted(run: Path, min_steps: int, workers: list[str]) -> None:
     info = json.loads((run / vocab.RUN_JSON).read_text())
     assert info["status"] == vocab.STATUS_INTERRUPTED
@@ -69,7 +77,7 @@ LONG = ["--max-steps", "100000", "--train-size", "1000000", "--profile-active", 
 def test_sigterm_mid_run_single(tmp_path: Path) -> None:
     proc, err = _run_until_steps([*TINY_ARGS, *LONG, "--out", str(tmp_path)], steps=3)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    out = _finish(proc, 120)
     assert proc.returncode == 128 + signal.SIGTERM, "".join(err)[-2000:]
     assert "run interrupted" in out
     _check_interrupted(tmp_path / "single-1cpu-b8", 3, ["rank0"])
@@ -79,6 +87,6 @@ def test_sigterm_mid_run_ddp_reaches_every_rank(tmp_path: Path) -> None:
     proc, err = _run_until_steps(["--strategy", "ddp", "--gpus", "2", *TINY_ARGS, *LONG,
                                   "--out", str(tmp_path)], steps=3)
     proc.send_signal(signal.SIGTERM)      # to the parent only: it forwards to the ranks
-    proc.communicate(timeout=180)
+    _finish(proc, 180)
     assert proc.returncode == 128 + signal.SIGTERM, "".join(err)[-2000:]
     _check_interrupted(tmp_path / "ddp-2cpu-b8", 3, ["rank0", "rank1"])
