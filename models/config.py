@@ -217,20 +217,6 @@ def make_config(args: argparse.Namespace, device_type: str, device_ids: tuple[in
         argv=list(sys.argv if argv is None else argv), calibrate=not args.no_calibrate)
 
 
-RUN_FILE_PATTERNS = (*(f"*{s}" for s in vocab.TRACE_SUFFIXES), vocab.SAMPLES_CSV, vocab.RUN_JSON,
-                     f".{vocab.RUN_JSON}.*.tmp",      # a killed write_json_atomic's temp file
-                     "events.out.tfevents.*")
-
-
-def clear_run_files(run_dir: Path) -> list[str]:
-    """--overwrite: delete only files a run writes; return what else is left (never deleted)."""
-    for pattern in RUN_FILE_PATTERNS:
-        for f in run_dir.glob(pattern):
-            if f.is_file():
-                f.unlink()
-    return sorted(p.name for p in run_dir.iterdir())
-
-
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))

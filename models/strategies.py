@@ -27,6 +27,8 @@ class StrategyError(Exception):
 class LabelledDataParallel(nn.DataParallel):
     """nn.DataParallel whose scatter / replicate / parallel_apply / gather carry vocab labels."""
 
+    _ss_labels = True    # profiler.attach labels nn.DataParallel itself, and leaves these alone
+
     def scatter(self, inputs: Any, kwargs: Any, device_ids: Sequence[int]) -> Any:
         with record_function(vocab.SCATTER):
             return super().scatter(inputs, kwargs, device_ids)

@@ -16,16 +16,17 @@ import traceback
 
 import torch
 
-from models.config import RunConfig, UsageError, build_parser, clear_run_files, make_config
+from models.config import RunConfig, UsageError, build_parser, make_config
 from models.convnet import ConvNet, describe
 from models.data import DataError, build_datasets
 from models.loop import LoopOutcome, StopFlag, train_process
 from models.strategies import Placement, StrategyError, check, parse_device_ids, resolve_device_type
 from profiler.contract import vocab
-from profiler.contract.runjson import CudaDevice, ModelInfo, Results
-from profiler.nvml import normalise_uuid
+from profiler.contract.runfiles import clear_run_files
+from profiler.contract.runjson import ModelInfo, Results
 from profiler.runinfo import RunRecord, collect_environment
 from profiler.sampler import Sampler, SamplerConfig
+from profiler.session import cuda_devices
 from profiler.scalars import samples_to_scalars
 
 
@@ -44,17 +45,6 @@ def model_description(width: float) -> ModelInfo:
     """run.json "model" (the exact layer table) without allocating the weights (meta device)."""
     with torch.device("meta"):
         return describe(ConvNet(width=width))
-
-
-def cuda_devices(n: int) -> list[CudaDevice]:
-    """CUDA index -> the driver's UUID (NVML's spelling) and name, for indices 0..n-1."""
-    out = []
-    for i in range(n):
-        props = torch.cuda.get_device_properties(i)
-        raw = getattr(props, "uuid", None)
-        out.append(CudaDevice(index=i, uuid=normalise_uuid(str(raw)) if raw is not None else None,
-                              name=props.name))
-    return out
 
 
 def placement_for(cfg: RunConfig) -> Placement:

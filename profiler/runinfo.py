@@ -109,12 +109,13 @@ def cuda_devices_with_nvml_spelling(cuda_devices: Sequence[CudaDevice], gpus: Se
 
 
 def collect_environment(n_gpus: int, cuda_devices: Sequence[CudaDevice] | None = None,
-                        environ: Mapping[str, str] | None = None) -> Environment:
+                        environ: Mapping[str, str] | None = None, with_torch: bool = True) -> Environment:
     """run.json ``environment``, from a short NVML session of its own (no sampler needed).
 
     ``cuda_devices`` (CUDA index -> driver UUID, from torch) picks the GPUs NVML describes;
     without it they are found through CUDA_VISIBLE_DEVICES. What NVML cannot match is left
-    out here and noted by the sampler, which does the same matching.
+    out here and noted by the sampler, which does the same matching. ``with_torch=False``: the
+    versions are left for the training processes to report (profiler.attach never imports torch).
     """
     env = os.environ if environ is None else environ
     visible = env.get("CUDA_VISIBLE_DEVICES")
@@ -124,7 +125,7 @@ def collect_environment(n_gpus: int, cuda_devices: Sequence[CudaDevice] | None =
         cpus_allowed: list[int] | None = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus_allowed = None
-    torch_v, cuda_v, cudnn_v = _torch_versions()
+    torch_v, cuda_v, cudnn_v = _torch_versions() if with_torch else (None, None, None)
     return Environment(
         hostname=socket.gethostname(),
         platform=platform.platform(),

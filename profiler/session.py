@@ -22,8 +22,11 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, tensorboard_trace_handler
 
+from profiler.contract.runjson import CudaDevice
+from profiler.nvml import normalise_uuid
+
 __all__ = ["Schedule", "make_profiler", "phase", "NullProfiler", "all_threads_config", "devices_to_sync",
-           "synchronize_devices"]
+           "synchronize_devices", "cuda_devices"]
 
 
 @dataclass
@@ -143,3 +146,14 @@ def synchronize_devices(device: torch.device, device_ids: Sequence[int] = ()) ->
 def phase(label: str) -> record_function:
     """``with phase(vocab.FORWARD): ...`` -- a named span in the trace (a `record_function`)."""
     return record_function(label)
+
+
+def cuda_devices(n: int) -> list[CudaDevice]:
+    """CUDA index -> the driver's UUID (NVML's spelling) and name, for indices 0..n-1."""
+    out = []
+    for i in range(n):
+        props = torch.cuda.get_device_properties(i)
+        raw = getattr(props, "uuid", None)
+        out.append(CudaDevice(index=i, uuid=normalise_uuid(str(raw)) if raw is not None else None,
+                              name=props.name))
+    return out

@@ -1,0 +1,171 @@
+"""What one attached process learned, and how the parent merges the processes into run.json.
+
+Torch-free: the training process fills a `ProcessReport` and writes it as JSON beside the
+parent's state; the parent reads every report and decides the run's config, model table and
+results from them (pure functions here). A field nobody could observe stays None with a note.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from profiler.contract import vocab
+from profiler.contract.runjson import ConfigInfo, CudaDevice, ModelInfo, Results, write_json_atomic
+
+__all__ = ["ENV", "AttachSettings", "ProcessReport", "Merged", "read_reports", "write_report", "merge"]
+
+ENV = "SCALESCOPE_ATTACH"          # the settings, as JSON, for every process of the tree
+
+
+class AttachSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What the parent tells every process of the tree (one JSON environment variable)."""
+
+    run_dir: str
+    state_dir: str
+    wait: int = 1
+    warmup: int = 1
+    active: int = 3
+    repeat: int = 1
+
+
+class ProcessReport(msgspec.Struct, kw_only=True):
+    """One training process: what it saw happen, not what it assumes."""
+
+    pid: int
+    rank: int = 0
+    world_size: int = 1
+    torchrun: bool = False                      # started by torchrun (its RANK/LOCAL_RANK environment)
+    torch: str | None = None
+    cuda: str | None = None
+    cudnn: int | None = None
+    cuda_devices: list[CudaDevice] = msgspec.field(default_factory=list)
+    device_type: str | None = None              # where the trained module's parameters live
+    ddp: bool = False                           # a DistributedDataParallel was constructed
+    dp_wrappers: int = 0                        # nn.DataParallel objects constructed
+    dp_device_ids: list[int] = msgspec.field(default_factory=list)
+    first_batch: int | None = None              # leading dimension of the first batch the loader gave
+    images: int = 0                             # Σ leading dimensions of the training loader's batches
+    workers: int | None = None
+    pin_memory: bool | None = None
+    optimizer: str | None = None
+    optimizer_steps: int = 0
+    step_times_ms: list[float] = msgspec.field(default_factory=list)
+    model: ModelInfo | None = None
+    wall_s: float = 0.0
+    trace_written: bool = False
+    outcome: str = vocab.STATUS_RUNNING        # running | complete | failed | interrupted (what the process saw)
+    notes: list[str] = msgspec.field(default_factory=list)
+
+
+def write_report(state_dir: Path, report: ProcessReport) -> None:
+    write_json_atomic(Path(state_dir) / f"{report.pid}.json", report)
+
+
+def read_reports(state_dir: Path) -> tuple[list[ProcessReport], list[str]]:
+    """Every report in `state_dir`, rank order; a file that does not decode becomes a note."""
+    out: list[ProcessReport] = []
+    notes: list[str] = []
+    for path in sorted(Path(state_dir).glob("*.json")):
+        try:
+            out.append(msgspec.json.decode(path.read_bytes(), type=ProcessReport))
+        except (OSError, msgspec.DecodeError) as exc:
+            notes.append(f"attach: a process report could not be read ({path.name}: {exc})")
+    out.sort(key=lambda r: (r.rank, r.pid))
+    return out, notes
+
+
+@dataclass
+class Merged:
+    """run.json's config, model and results as far as the reports tell, and what they could not."""
+
+    config: dict[str, object] = field(default_factory=dict)
+    model: ModelInfo | None = None
+    results: Results | None = None
+    cuda_devices: list[CudaDevice] = field(default_factory=list)
+    versions: tuple[str | None, str | None, int | None] = (None, None, None)
+    notes: list[str] = field(default_factory=list)
+
+
+def _strategy(trainers: Sequence[ProcessReport]) -> str:
+    if any(r.ddp for r in trainers):
+        return vocab.DDP
+    wrappers = max(r.dp_wrappers for r in trainers)
+    if wrappers > 1:
+        return vocab.DP_LAYERWISE
+    if wrappers == 1:
+        return vocab.DP
+    return vocab.SINGLE
+
+
+def merge(reports: Sequence[ProcessReport], wall_s: float) -> Merged:
+    """The run as the processes saw it. Trainers are the processes that stepped an optimizer."""
+    m = Merged()
+    if not reports:
+        m.notes.append("no torch process: no Python process of the command imported torch, so there is "
+                       "no trace and no model; samples.csv has the host and the process tree")
+        return m
+    first = reports[0]
+    m.versions = (first.torch, first.cuda, first.cudnn)
+    m.cuda_devices = list(first.cuda_devices)
+    for r in reports:
+        m.notes.extend(n for n in r.notes if n not in m.notes)
+    trainers = [r for r in reports if r.optimizer_steps > 0]
+    if not trainers:
+        m.notes.append("no optimizer step in any process (inference?): the trace covers the whole run as one "
+                       "step; strategy, batch and model table are unknown")
+        return m
+    lead = trainers[0]
+    strategy = _strategy(trainers)
+    world = max(len(trainers), max(r.world_size for r in trainers)) if strategy == vocab.DDP else 1
+    if strategy == vocab.DDP:
+        devices: int | None = world
+    elif strategy in vocab.DP_STRATEGIES:
+        ids = sorted(set(lead.dp_device_ids))
+        devices = len(ids) or None
+    else:
+        devices = 1
+    cfg: dict[str, object] = {"strategy": strategy, "device_type": lead.device_type, "devices": devices,
+                              "workers": lead.workers, "pin_memory": lead.pin_memory}
+    if strategy in vocab.DP_STRATEGIES:
+        cfg["device_ids"] = sorted(set(lead.dp_device_ids))
+    batch = lead.first_batch
+    if batch is None:
+        m.notes.append("attach: no batch came from a torch DataLoader: per-device and global batch unknown")
+    elif strategy == vocab.DDP:
+        cfg["per_device_batch"], cfg["global_batch"] = batch, batch * world
+    elif strategy in vocab.DP_STRATEGIES and devices:
+        cfg["global_batch"] = batch
+        if batch % devices == 0:
+            cfg["per_device_batch"] = batch // devices
+        else:
+            m.notes.append(f"attach: DataParallel splits a batch of {batch} unevenly over {devices} devices: "
+                           "per-device batch left unknown")
+    else:
+        cfg["per_device_batch"] = cfg["global_batch"] = batch
+    if lead.workers is None:
+        m.notes.append("attach: no torch DataLoader seen: workers and pin_memory unknown")
+    m.config = cfg
+    m.model = lead.model
+    if lead.model is None:
+        m.notes.append("attach: the model table is unknown (see the process notes)")
+    if lead.optimizer:
+        m.notes.append(f"attach: optimizer {lead.optimizer}")
+    images = sum(r.images for r in trainers) if strategy == vocab.DDP else lead.images
+    m.results = Results(steps=lead.optimizer_steps, images=images, wall_s=wall_s,
+                        images_per_s=images / wall_s if wall_s > 0 and images else None,
+                        step_times_ms=list(lead.step_times_ms))
+    return m
+
+
+def as_config(base: ConfigInfo, merged: Merged) -> ConfigInfo:
+    """`base` (what the parent knows: argv, schedule, sample period) with what the processes saw."""
+    return msgspec.structs.replace(base, **merged.config)
+
+
+def state_dir_for(run_dir: Path) -> Path:
+    """Reports live outside the run folder: they are the parent's input, not part of the contract."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"scalescope-attach-{os.getpid()}-{Path(run_dir).name}"

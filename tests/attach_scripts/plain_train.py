@@ -1,0 +1,49 @@
+"""A user's plain training script: own model, own loop, DataLoader with a worker, SGD."""
+import argparse
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 16 * 16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        x = nn.functional.max_pool2d(x, 2)
+        return self.fc(x.flatten(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--fail-at", type=int, default=-1)
+    ap.add_argument("--sleep", type=float, default=0.0)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(args.steps * args.batch, 3, 32, 32), torch.randint(0, 10, (args.steps * args.batch,)))
+    loader = DataLoader(data, batch_size=args.batch, shuffle=True, num_workers=args.workers)
+    model = Small()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    for i, (x, y) in enumerate(loader):
+        if i == args.fail_at:
+            raise RuntimeError(f"deliberate failure at step {i}")
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        if args.sleep:
+            import time
+            time.sleep(args.sleep)
+    print(f"done: {i + 1} steps, loss {loss.item():.3f}")
+
+
+if __name__ == "__main__":
+    main()
