@@ -8,7 +8,15 @@ measured side by side in one process (blocks interleaved, order rotated every ro
 Ratios are against plain; the target is observed <= 1.02x. Writes the "Overhead" section of
 benchmarks/RESULTS.md (other sections are kept).
 
+`--attached`: the same question for `python -m profiler.attach` -- a user's script
+(benchmarks/attach_workload.py) run plain and attached with the profiler waiting (`--wait` past
+the last step), each a fresh process, interleaved (order alternated every round). Its own
+per-step times are compared (the first 2 steps dropped: the attached one records its first step
+whole, in case it is the only one), and the whole command's wall time beside them (attach's
+start, the sampler, the trace-free end). Writes "Overhead (attached)"; target <= 1.02x.
+
     .venv/bin/python benchmarks/overhead.py --width 0.125 --batch-size 16 --rounds 60 --steps 5
+    .venv/bin/python benchmarks/overhead.py --attached --rounds 10 --steps 40 --div 4
 """
 from __future__ import annotations
 
@@ -168,10 +176,72 @@ interleaving makes the three modes share the same noise.
 """
 
 
-def write_results(path: Path, text: str) -> None:
-    """Replace (or append) the "## Overhead" section, keeping every other section."""
+def measure_attached(args: argparse.Namespace) -> dict[str, Any]:
+    """Plain vs attached (profiler waiting) runs of the workload, each a fresh process, interleaved."""
+    import json
+    import os
+    import subprocess
+    workload = [sys.executable, str(REPO / "benchmarks" / "attach_workload.py"), str(args.div), str(args.steps),
+                str(args.batch_size)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    step_ratio: list[float] = []
+    wall_ratio: list[float] = []
+    medians: dict[str, list[float]] = {"plain": [], "attached": []}
+    walls: dict[str, list[float]] = {"plain": [], "attached": []}
+    params = 0
+    with tempfile.TemporaryDirectory() as tmpdir:
+        for r in tqdm(range(args.rounds), desc="attached rounds", unit="round"):
+            this: dict[str, tuple[float, float]] = {}
+            for mode in (("plain", "attached") if r % 2 == 0 else ("attached", "plain")):
+                cmd = workload if mode == "plain" else [
+                    sys.executable, "-m", "profiler.attach", "--out", tmpdir, "--name", f"r{r}",
+                    "--wait", str(10 * args.steps), "--", *workload]
+                t0 = time.perf_counter()
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+                wall = time.perf_counter() - t0
+                line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1]
+                data = json.loads(line)
+                params = data["parameters"]
+                this[mode] = (statistics.median(data["step_s"][2:]), wall)
+                medians[mode].append(this[mode][0])
+                walls[mode].append(wall)
+            step_ratio.append(this["attached"][0] / this["plain"][0])
+            wall_ratio.append(this["attached"][1] / this["plain"][1])
+    return {"params": params, "step_ratio": statistics.median(step_ratio), "step_iqr": _iqr(step_ratio),
+            "wall_ratio": statistics.median(wall_ratio), "wall_iqr": _iqr(wall_ratio),
+            "median_step_ms": {m: statistics.median(v) * 1e3 for m, v in medians.items()},
+            "median_wall_s": {m: statistics.median(v) for m, v in walls.items()}}
+
+
+def section_attached(res: dict[str, Any], args: argparse.Namespace, command: str) -> str:
+    verdict = "meets" if res["step_ratio"] <= 1.02 else "misses"
+    ms, ws = res["median_step_ms"], res["median_wall_s"]
+    return f"""## Overhead (attached)
+
+`python -m profiler.attach` on a script that knows nothing of scalescope
+(benchmarks/attach_workload.py: seed-style net, channels / {args.div}, {res['params']:,} parameters, batch
+{args.batch_size}, {args.steps} steps, Adam), plain vs attached with the profiler waiting, {args.rounds} rounds of
+fresh processes, order alternated; ratios are medians over rounds of attached / plain in the same round.
+
+- machine: {machine()}
+- command: `{command}`
+- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+
+| measure | plain | attached | attached / plain | IQR of round ratios |
+|---|---|---|---|---|
+| median step (steps 3..{args.steps}) | {ms['plain']:.1f} ms | {ms['attached']:.1f} ms | {res['step_ratio']:.3f}x | {res['step_iqr'][0]:.3f}-{res['step_iqr'][1]:.3f} |
+| whole command | {ws['plain']:.2f} s | {ws['attached']:.2f} s | {res['wall_ratio']:.3f}x | {res['wall_iqr'][0]:.3f}-{res['wall_iqr'][1]:.3f} |
+
+The step ratio {verdict} the 1.02x target. The whole-command ratio adds what attach costs once: its own
+start and the sampler's, the bootstrap, recording the steps before the first optimizer step (dropped
+at that step), and the end (run.json, the process reports).
+"""
+
+
+def write_results(path: Path, text: str, title: str = "Overhead") -> None:
+    """Replace (or append) the "## <title>" section, keeping every other section."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Overhead\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(r"^## " + re.escape(title) + r"\n.*?(?=^## |\Z)", re.S | re.M)
     new = pattern.sub(lambda _m: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
     path.write_text(new)
 
@@ -185,13 +255,17 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=5, help="steps per block")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--attached", action="store_true", help="plain vs profiler.attach on benchmarks/attach_workload.py")
+    p.add_argument("--div", type=int, default=4, help="--attached: the workload's channels are the seed's / this")
     args = p.parse_args()
-    res = measure(args)
-    command = "python benchmarks/overhead.py " + " ".join(sys.argv[1:])
-    text = section(res, args, command.strip())
+    command = ("python benchmarks/overhead.py " + " ".join(sys.argv[1:])).strip()
+    if args.attached:
+        text, title = section_attached(measure_attached(args), args, command), "Overhead (attached)"
+    else:
+        text, title = section(measure(args), args, command), "Overhead"
     print(text)
     if not args.no_write:
-        write_results(args.results, text)
+        write_results(args.results, text, title)
         print(f"written: {args.results}")
     return 0
 

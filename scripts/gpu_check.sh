@@ -5,6 +5,7 @@
 # It also checks that every run.json names each CUDA index by the UUID NVML sampled for it
 # (torch's uuid -> the sampler's NVML handle), and that the model table has its layer shapes.
 # With one GPU, dp and dp-layerwise run on --device-ids 0,0 (the DP code path on one card).
+# profiler.attach runs the seed-style test script plain and under nn.DataParallel (ids 0,0 on one GPU).
 #
 #   scripts/gpu_check.sh [OUT]            (default OUT: traces/gpu_check)
 #   WIDTH=0.25 STEPS=6 scripts/gpu_check.sh
@@ -51,6 +52,20 @@ launch single --strategy single --gpus 1 --batch-size 64
 launch dp --strategy dp "${DP[@]}" --batch-size "$DP_B" "${TAG[@]}"
 launch dp-layerwise --strategy dp-layerwise "${LW[@]}" --batch-size "$LW_B" "${TAG[@]}"
 launch ddp --strategy ddp "${DDP[@]}" --batch-size "$DDP_B"
+
+attach() {   # attach NAME SCRIPT-ARGS...: profiler.attach on the seed-style test script (knows nothing of us)
+    local name="$1"; shift
+    echo; echo "== $name: python -m profiler.attach -- python tests/attach_scripts/seed_style.py $*"
+    local t0=$SECONDS
+    if timeout "$RUN_TIMEOUT" "$PY" -m profiler.attach --out "$OUT" --name "$name" --overwrite \
+            --sample-period 0.05 -- "$PY" tests/attach_scripts/seed_style.py "$@"; then
+        echo "== $name finished in $(( SECONDS - t0 )) s"
+    else
+        echo "== $name exited $? after $(( SECONDS - t0 )) s"
+    fi
+}
+attach attach-single 8
+if [ "$N" -ge 2 ]; then attach attach-dp 8 0,1; else attach attach-dp 8 0,0; fi
 
 echo
 rc=0

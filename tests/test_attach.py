@@ -35,10 +35,13 @@ def traces(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("*.pt.trace.json.gz"))
 
 
-def step_events(trace: Path) -> list[str]:
+def names(trace: Path) -> list[str]:
     with gzip.open(trace, "rt") as f:
-        events = json.load(f)["traceEvents"]
-    return sorted({e["name"] for e in events if e.get("name", "").startswith("ProfilerStep#") and e.get("ph") == "X"})
+        return [e.get("name", "") for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+
+
+def step_events(trace: Path) -> list[str]:
+    return sorted({n for n in names(trace) if n.startswith("ProfilerStep#")})
 
 
 def summary(run_dir: Path) -> dict:
@@ -87,10 +90,11 @@ def test_two_ranks_merge_into_ddp_with_summed_images() -> None:
 
 
 def test_data_parallel_wrappers_tell_dp_from_layerwise_and_an_uneven_split_stays_unknown() -> None:
-    dp = ProcessReport(pid=1, dp_wrappers=1, dp_device_ids=[0, 1], device_type="cuda", first_batch=128,
+    dp = ProcessReport(pid=1, dp_wrappers=1, dp_device_ids=[0, 0], device_type="cuda", first_batch=128,
                        optimizer_steps=3)
-    assert merge([dp], 1.0).config["strategy"] == "dp"
-    assert (merge([dp], 1.0).config["global_batch"], merge([dp], 1.0).config["per_device_batch"]) == (128, 64)
+    c = merge([dp], 1.0).config      # device_ids as given: [0, 0] is two replicas on one GPU, as the runner counts it
+    assert (c["strategy"], c["devices"], c["device_ids"], c["global_batch"], c["per_device_batch"]) == (
+        "dp", 2, [0, 0], 128, 64)
     layerwise = ProcessReport(pid=1, dp_wrappers=9, dp_device_ids=[0, 1, 2, 3], device_type="cuda",
                               first_batch=254, optimizer_steps=3)
     m = merge([layerwise], 1.0)
@@ -125,6 +129,8 @@ def test_a_plain_script_gets_a_complete_run_folder_the_report_explains(tmp_path:
     [trace] = traces(run_dir)
     assert trace.name.startswith("rank0.")
     assert len(step_events(trace)) == 3                        # --active 3 by default
+    labels = [n for n in names(trace) if n.startswith("ss:")]
+    assert {n: labels.count(n) for n in set(labels)} == {"ss:forward": 3, "ss:backward": 3, "ss:optimizer": 3}
     rows = (run_dir / "samples.csv").read_text().splitlines()
     assert len(rows) > 10
     s = summary(run_dir)
@@ -255,3 +261,21 @@ def test_a_sitecustomize_of_the_users_still_runs(tmp_path: Path) -> None:
     ran_in = [m.read_text() for m in tmp_path.glob("mark-*")]
     assert sum("infer.py" in argv and "profiler.attach" not in argv for argv in ran_in) == 1   # the script ran it, once
     assert len(traces(tmp_path / "traces" / "infer")) == 1
+
+
+def test_data_parallel_methods_are_labelled_with_the_contract_names() -> None:
+    """nn.DataParallel only scatters on GPUs; its patched method is checked here under a real profiler."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from profiler.attach.inprocess import _labelled
+
+    class Fake(torch.nn.Module):
+        pass
+
+    calls = []
+    scatter = _labelled(lambda self, x: calls.append(x) or x * 2, "ss:dp.scatter")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        assert scatter(Fake(), 21) == 42
+    assert calls == [21]
+    assert [e.key for e in prof.key_averages() if e.key.startswith("ss:")] == ["ss:dp.scatter"]

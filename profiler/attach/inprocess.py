@@ -162,8 +162,8 @@ class Attached:
         def __init__(module: nn.DataParallel, *args: Any, **kwargs: Any) -> None:
             init(module, *args, **kwargs)
             report.dp_wrappers += 1
-            ids = [int(i) for i in (module.device_ids or [])]
-            report.dp_device_ids = sorted(set(report.dp_device_ids) | set(ids))
+            if not report.dp_device_ids:      # the first wrapper's ids, as given ([0, 0] is 2 replicas on one GPU)
+                report.dp_device_ids = [int(i) for i in (module.device_ids or [])]
 
         dp.__init__ = __init__    # type: ignore[method-assign]
         for method, label in (("scatter", vocab.SCATTER), ("replicate", vocab.REPLICATE),
@@ -347,7 +347,7 @@ class Attached:
         """The step's kernels end inside its window, as the runner ensures -- only while recording."""
         if not self.cuda or getattr(self.scheduled, "current_action", ProfilerAction.NONE) == ProfilerAction.NONE:
             return
-        ids = self.report.dp_device_ids or ([torch.cuda.current_device()] if torch.cuda.is_initialized() else [])
+        ids = sorted(set(self.report.dp_device_ids)) or ([torch.cuda.current_device()] if torch.cuda.is_initialized() else [])
         for i in ids:
             torch.cuda.synchronize(i)
 

@@ -6,7 +6,6 @@ results from them (pure functions here). A field nobody could observe stays None
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,14 +123,13 @@ def merge(reports: Sequence[ProcessReport], wall_s: float) -> Merged:
     if strategy == vocab.DDP:
         devices: int | None = world
     elif strategy in vocab.DP_STRATEGIES:
-        ids = sorted(set(lead.dp_device_ids))
-        devices = len(ids) or None
+        devices = len(lead.dp_device_ids) or None
     else:
         devices = 1
     cfg: dict[str, object] = {"strategy": strategy, "device_type": lead.device_type, "devices": devices,
                               "workers": lead.workers, "pin_memory": lead.pin_memory}
     if strategy in vocab.DP_STRATEGIES:
-        cfg["device_ids"] = sorted(set(lead.dp_device_ids))
+        cfg["device_ids"] = list(lead.dp_device_ids)
     batch = lead.first_batch
     if batch is None:
         m.notes.append("attach: no batch came from a torch DataLoader: per-device and global batch unknown")
@@ -165,7 +163,3 @@ def as_config(base: ConfigInfo, merged: Merged) -> ConfigInfo:
     """`base` (what the parent knows: argv, schedule, sample period) with what the processes saw."""
     return msgspec.structs.replace(base, **merged.config)
 
-
-def state_dir_for(run_dir: Path) -> Path:
-    """Reports live outside the run folder: they are the parent's input, not part of the contract."""
-    return Path(os.environ.get("TMPDIR", "/tmp")) / f"scalescope-attach-{os.getpid()}-{Path(run_dir).name}"

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 WIDTH = 16          # the seed model at WIDTH = 1 (141 M parameters); 16: a few thousand
 BATCH = 64 // 4
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+DP_IDS = [int(i) for i in sys.argv[2].split(",")] if len(sys.argv) > 2 else None   # e.g. 0,0: two/model.py's DataParallel
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 trainset = TensorDataset(torch.randn(STEPS * BATCH, 3, 32, 32), torch.randint(0, 10, (STEPS * BATCH,)))
@@ -73,6 +74,8 @@ def test(model, device, test_loader):
 
 
 model = Net().to(device)
+if DP_IDS is not None:
+    model = nn.DataParallel(model, device_ids=DP_IDS)
 optimizer = optim.Adam(model.parameters(), lr=1e-3)
 start = time.time()
 train(model, device, trainloader, optimizer, 1)
