@@ -80,9 +80,9 @@ def _layer(name: str, params: int) -> Layer:
 def test_two_ranks_merge_into_ddp_with_summed_images() -> None:
     model = ModelInfo(parameters=10, parameter_bytes=40, layers=[_layer("fc", 10)], forward_flops=16)
     ranks = [ProcessReport(pid=11, rank=r, world_size=2, ddp=True, device_type="cpu", first_batch=8,
-                           images=64, workers=1, pin_memory=False, optimizer="Adam", optimizer_steps=8,
+                           images=72, loop_images=64, loop_s=4.0, workers=1, pin_memory=False, optimizer="Adam", optimizer_steps=8,
                            step_times_ms=[5.0, 6.0], model=model) for r in (1, 0)]
-    m = merge(ranks, wall_s=4.0)
+    m = merge(ranks, wall_s=9.0)      # the command's wall: imports and setup too
     assert m.config == {"strategy": "ddp", "device_type": "cpu", "devices": 2, "workers": 1, "pin_memory": False,
                         "per_device_batch": 8, "global_batch": 16}
     assert (m.results.steps, m.results.images, m.results.images_per_s) == (8, 128, 32.0)

@@ -90,6 +90,7 @@ class Attached:
         self.cuda = torch.cuda.is_available()
         self.t0 = time.perf_counter()
         self.last_step: float | None = None
+        self.t_first_batch: float | None = None
         self.optimizer_ref: weakref.ReferenceType[torch.optim.Optimizer] | None = None
         self.optimizers_seen = 0
         self.prestep: torch.profiler.profile | None = None
@@ -225,6 +226,7 @@ class Attached:
         r = self.report
         if self.train_dataset is None and self.optimizer_ref is None:
             self.train_dataset = ds
+            self.t_first_batch = time.perf_counter()
             r.first_batch = int(t.shape[0])
             r.workers = int(getattr(it, "_num_workers", 0))
             r.pin_memory = bool(getattr(it, "_pin_memory", False))
@@ -296,6 +298,8 @@ class Attached:
         r.optimizer_steps += 1
         if self.last_step is not None:
             r.step_times_ms.append(round((now - self.last_step) * 1e3, 3))
+        r.loop_images = r.images
+        r.loop_s = now - self.t_first_batch if self.t_first_batch is not None else 0.0
         if self.optimizer_ref is None:
             self._first_step(optimizer)
         else:

@@ -48,6 +48,8 @@ class ProcessReport(msgspec.Struct, kw_only=True):
     dp_device_ids: list[int] = msgspec.field(default_factory=list)
     first_batch: int | None = None              # leading dimension of the first batch the loader gave
     images: int = 0                             # Σ leading dimensions of the training loader's batches
+    loop_images: int = 0                        # of those, the ones fetched by the last optimizer step
+    loop_s: float = 0.0                         # first training batch -> last optimizer step (the loop's wall)
     workers: int | None = None
     pin_memory: bool | None = None
     optimizer: str | None = None
@@ -101,7 +103,9 @@ def _strategy(trainers: Sequence[ProcessReport]) -> str:
 
 
 def merge(reports: Sequence[ProcessReport], wall_s: float) -> Merged:
-    """The run as the processes saw it. Trainers are the processes that stepped an optimizer."""
+    """The run as the processes saw it. Trainers are the processes that stepped an optimizer.
+    Results are the training loop's (first batch to last optimizer step, as the runner's are), not
+    the command's `wall_s` (interpreter start, imports, data setup), which is the fallback only."""
     m = Merged()
     if not reports:
         m.notes.append("no torch process: no Python process of the command imported torch, so there is "
@@ -152,9 +156,10 @@ def merge(reports: Sequence[ProcessReport], wall_s: float) -> Merged:
         m.notes.append("attach: the model table is unknown (see the process notes)")
     if lead.optimizer:
         m.notes.append(f"attach: optimizer {lead.optimizer}")
-    images = sum(r.images for r in trainers) if strategy == vocab.DDP else lead.images
-    m.results = Results(steps=lead.optimizer_steps, images=images, wall_s=wall_s,
-                        images_per_s=images / wall_s if wall_s > 0 and images else None,
+    images = sum(r.loop_images for r in trainers) if strategy == vocab.DDP else lead.loop_images
+    loop = lead.loop_s if lead.loop_s > 0 else wall_s
+    m.results = Results(steps=lead.optimizer_steps, images=images, wall_s=loop,
+                        images_per_s=images / loop if loop > 0 and images else None,
                         step_times_ms=list(lead.step_times_ms))
     return m
 
