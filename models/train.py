@@ -2,10 +2,10 @@
 
 The process that runs this owns the run folder: it validates input (exit 2, nothing written),
 writes run.json at start and end, runs the NVML/host sampler for the whole run (its children
--- DDP ranks, DataLoader workers -- are sampled as its process tree), and turns signals into
+-- torchrun and its DDP ranks, DataLoader workers -- are sampled as its process tree), and turns signals into
 status "interrupted". The GPUs are named by the UUID the driver reports for each CUDA index,
-and that mapping is what the sampler opens NVML by. Training itself happens here (single, dp, dp-layerwise) or in spawned
-ranks (ddp).
+and that mapping is what the sampler opens NVML by. Training itself happens here (single, dp, dp-layerwise) or in
+ranks started by torchrun (ddp, models.ddp).
 """
 from __future__ import annotations
 
