@@ -54,9 +54,35 @@ _OTHER_PHASES = tuple(
     for i, ph in enumerate("B E i I C b n e s t f P N O D M V v R c ( ) S T F p".split()))
 
 
+class _DistInfo(msgspec.Struct, gc=False):
+    """Kineto's top-level `distributedInfo` (torch.distributed was initialised when it recorded)."""
+
+    backend: Union[str, None] = None
+    rank: _Num = None
+    world_size: _Num = None
+
+
 class _TraceFile(msgspec.Struct):
     traceEvents: list[Union[(_Event,) + _OTHER_PHASES]]  # type: ignore[valid-type]
     baseTimeNanoseconds: Union[int, None] = None
+    distributedInfo: Union[_DistInfo, None] = None
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """The process group a trace's process was in, as Kineto recorded it (None fields: not said)."""
+
+    backend: str | None
+    rank: int | None
+    world_size: int | None
+
+
+def _distributed(info: _DistInfo | None) -> Distributed | None:
+    if info is None:
+        return None
+    def whole(v: _Num) -> int | None:
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 2**31 else None
+    return Distributed(info.backend if isinstance(info.backend, str) else None, whole(info.rank), whole(info.world_size))
 
 
 _DECODER = msgspec.json.Decoder(_TraceFile)
@@ -92,6 +118,7 @@ class Trace:
     pids: list[int | str]
     tids: list[int | str]
     n_json_events: int              # every entry of traceEvents, timed or not
+    distributed: Distributed | None = None   # Kineto's distributedInfo, when torch.distributed was up
 
     def unix_ns(self, trace_us: float) -> int | None:
         """A trace-clock time in ns since the epoch (baseTimeNanoseconds + ts·1000), when the trace says."""
@@ -258,8 +285,9 @@ class _NotChunkable(Exception):
     """The text is not laid out as Kineto writes it; decode it whole instead."""
 
 
-def _decode_chunked(raw: bytes | bytearray, cols: _Columns, chunk_bytes: int) -> int | None:
-    """Decode traceEvents chunk by chunk into cols; returns baseTimeNanoseconds."""
+def _decode_chunked(raw: bytes | bytearray, cols: _Columns, chunk_bytes: int) -> _TraceFile:
+    """Decode traceEvents chunk by chunk into cols; returns the document's head (its last events
+    already added), for baseTimeNanoseconds and distributedInfo."""
     key = raw.find(b'"traceEvents"')
     start = raw.find(b"[", key) if key >= 0 else -1
     if start < 0:
@@ -287,7 +315,8 @@ def _decode_chunked(raw: bytes | bytearray, cols: _Columns, chunk_bytes: int) ->
     finally:
         view.release()
     cols.add(doc.traceEvents)
-    return doc.baseTimeNanoseconds
+    doc.traceEvents = []
+    return doc
 
 
 def read_trace(path: Path | str) -> Trace:
@@ -302,17 +331,17 @@ def parse_trace(raw: bytes | bytearray, path: Path | str = "<memory>", chunk_byt
     if not raw or raw.isspace():             # no strip(): that would copy the whole buffer
         raise TraceError(path, "empty file")
     cols = _Columns()
-    base: int | None = None
     try:
         if len(raw) <= 2 * chunk_bytes:
             raise _NotChunkable
-        base = _decode_chunked(raw, cols, chunk_bytes)
+        doc = _decode_chunked(raw, cols, chunk_bytes)
     except _NotChunkable:
         cols = _Columns()
         doc = decode(path, raw)
-        base = doc.baseTimeNanoseconds
         cols.add(doc.traceEvents)
-        del doc
+        doc.traceEvents = []
+    base, dist = doc.baseTimeNanoseconds, _distributed(doc.distributedInfo)
+    del doc
     del raw
     c = cols.arrays()
     ts = c["ts"]
@@ -337,5 +366,5 @@ def parse_trace(raw: bytes | bytearray, path: Path | str = "<memory>", chunk_byt
         pid=c["pid"], tid=c["tid"], device=c["device"], cat=c["cat"], name=c["name"],
         corr=c["corr"], nbytes=nbytes,
         names=cols.names.keys(), cats=cols.cats.keys(), pids=cols.pids.keys(), tids=cols.tids.keys(),
-        n_json_events=cols.n_json,
+        n_json_events=cols.n_json, distributed=dist,
     )

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis.samplestats import SampleSummary
 from profiler.contract.runjson import RunInfo
 from profiler.contract.vocab import CATEGORIES
+
+if TYPE_CHECKING:
+    from analysis.strategy import StrategyEvidence
 
 
 @dataclass
@@ -83,6 +87,7 @@ class TraceAnalysis:
     notes: list[str] = field(default_factory=list)               # e.g. "no ProfilerStep: whole trace as one step"
     timeline: list[TimelineSpan] = field(default_factory=list)   # one representative step's spans, for plots (optional)
     timeline_step: int | None = None                             # which step `timeline` shows
+    strategy_evidence: "StrategyEvidence | None" = None          # what the trace shows of DDP / DP / FSDP
 
     def mean_parts_us(self) -> dict[str, float]:
         n = max(len(self.steps), 1)

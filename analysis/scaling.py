@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from analysis.records import RunAnalysis, TraceAnalysis
+from analysis.strategy import recognise
 from profiler.contract import vocab
 from profiler.contract.runjson import RunInfo
 from profiler.contract.runname import parse_run_name
@@ -125,14 +126,20 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
     env = info.environment if info is not None else None
     named = parse_run_name(run.name) or parse_run_name(run.run_dir.name)
     has_gpu = any(t.has_gpu for t in run.traces)
-    strategy = (cfg.strategy if cfg else None) or (named.strategy if named else vocab.UNKNOWN_STRATEGY)
+    notes: list[str] = []
+    seen = recognise([t.strategy_evidence for t in run.traces if t.strategy_evidence is not None]) \
+        if not (cfg and cfg.strategy) and not named else None
+    strategy = (cfg.strategy if cfg else None) or (named.strategy if named else None) or (
+        seen.strategy if seen else vocab.UNKNOWN_STRATEGY)
+    if seen is not None:
+        notes.append(f"strategy {seen.strategy} recognised from the traces: {seen.basis}")
     device_type = (cfg.device_type if cfg else None) or (
         named.device_type if named else ("cuda" if has_gpu else "cpu"))
-    devices = (cfg.devices if cfg else None) or (named.devices if named else _trace_devices(run.traces))
+    devices = (cfg.devices if cfg else None) or (named.devices if named else None) or (
+        seen.devices if seen and seen.devices else _trace_devices(run.traces))
     global_batch = (cfg.global_batch if cfg else None) or (named.global_batch if named else None)
     per_device = (cfg.per_device_batch if cfg else None) or (
         global_batch // devices if global_batch and devices else None)
-    notes: list[str] = []
     step_ms, step_src, parts_ms, phase_ms = _step_figures(run.traces, info, notes)
     total = sum(parts_ms.values())
     shares = {c: (v / total if total > 0 else 0.0) for c, v in parts_ms.items()}

@@ -25,7 +25,7 @@ TORCHRUN = [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--maste
 
 def attach(tmp: Path, *command: str, opts: tuple[str, ...] = (), env: dict[str, str] | None = None,
            timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ, **(env or {}))
+    full_env = dict(os.environ, TMPDIR=str(tmp), **(env or {}))     # torchrun's log folders land in the test's tmp
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (full_env.get("PYTHONPATH"), str(REPO)) if p)
     return subprocess.run([PY, "-m", "profiler.attach", "--out", str(tmp / "traces"), *opts, "--", *command],
                           capture_output=True, text=True, timeout=timeout, env=full_env, cwd=tmp)
@@ -178,7 +178,8 @@ def test_a_script_that_raises_is_failed_with_its_code_and_the_trace_so_far(tmp_p
 
 
 def test_sigterm_to_attach_stops_the_ranks_and_keeps_their_traces(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
+    env = dict(os.environ, TMPDIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
     proc = subprocess.Popen([PY, "-m", "profiler.attach", "--out", str(tmp_path / "traces"), "--active", "50", "--",
                              *TORCHRUN, str(SCRIPTS / "ddp_train.py"), "--steps", "60", "--sleep", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
