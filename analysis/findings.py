@@ -41,6 +41,9 @@ class Thresholds:
     phase_over_ideal: float = 1.5        # a phase taking this many times its ideal-scaling time -> named
     phase_excess_share: float = 0.05     # ... when the time above ideal is at least this share of the step
     cpu_shared_cores: float = 1.0        # CPU run with N processes on <= this × the 1-device run's CPUs -> finding
+    host_launch_saving: float = 0.50     # ASSUMED share of GPU-idle host time CUDA graphs / torch.compile remove
+    low_overlap: float = 0.50            # DDP all-reduce overlapped with backward less than this -> overlap advice
+    overlap_saving: float = 0.50         # ASSUMED share of the exposed all-reduce better bucketing hides
 
 
 THRESHOLDS = Thresholds()
@@ -452,6 +455,34 @@ class CpuCoresFigures:
 
 
 @dataclass(frozen=True)
+class HostBoundFigures:
+    """GPUs waiting while the host dispatches: launch overhead, from the breakdown alone."""
+
+    host_ms: float
+    step_ms: float
+    per_device_batch: int | None
+    assumed_saving: float
+
+
+@dataclass(frozen=True)
+class OverlapFigures:
+    """DDP's all-reduce exposed after backward instead of hidden under it."""
+
+    comm_ms: float
+    overlap: float
+    assumed_saving: float
+
+
+@dataclass(frozen=True)
+class DataBoundFigures:
+    """The step waits on the DataLoader and no allocation says whether CPUs or workers are short."""
+
+    data_ms: float
+    workers: int | None
+    pin_memory: bool | None
+
+
+@dataclass(frozen=True)
 class Recommendation:
     kind: str
     run: str
@@ -576,6 +607,34 @@ def _rec_cpu_cores(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Rec
                           CpuCoresFigures(m.devices, want, base.cpus, base.name))
 
 
+def _rec_host_bound(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    """Any GPU run whose devices wait on the host: fewer, larger launches (graphs, compile, a larger batch)."""
+    if m.step_ms is None or m.device_type != "cuda" or m.shares.get(vocab.HOST_OVERHEAD, 0.0) < t.host_overhead_share:
+        return None
+    host = m.parts_ms[vocab.HOST_OVERHEAD]
+    return Recommendation("host_bound", m.name, host * t.host_launch_saving, m.step_ms, "assumed",
+                          HostBoundFigures(host, m.step_ms, m.per_device_batch, t.host_launch_saving))
+
+
+def _rec_overlap(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    """DDP with exposed communication and little overlap: bucketing and accumulation without all-reduce."""
+    if (m.step_ms is None or m.strategy != vocab.DDP or m.comm_overlap is None or m.comm_overlap >= t.low_overlap
+            or m.shares.get(vocab.COMMUNICATION, 0.0) < t.comm_share):
+        return None
+    comm = m.parts_ms[vocab.COMMUNICATION]
+    return Recommendation("ddp_overlap", m.name, comm * t.overlap_saving, m.step_ms, "assumed",
+                          OverlapFigures(comm, m.comm_overlap, t.overlap_saving))
+
+
+def _rec_data_bound(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    """Data waits with no CPU allocation to compare (another tool's run): the loader's knobs, up to the wait."""
+    if m.step_ms is None or m.cpus is not None or m.shares.get(vocab.DATA_LOADING, 0.0) < t.data_share:
+        return None
+    data = m.parts_ms[vocab.DATA_LOADING]
+    return Recommendation("data_bound", m.name, data, m.step_ms, "predicted",
+                          DataBoundFigures(data, m.workers, m.pin_memory))
+
+
 def baseline_of(m: RunMetrics, metrics: list[RunMetrics]) -> RunMetrics | None:
     """The 1-device run attach_speedups compared m with."""
     return next((b for b in metrics if m.baseline is not None and b.name == m.baseline and b is not m), None)
@@ -588,7 +647,8 @@ def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel],
     for m in metrics:
         cost = costs.get(m.run_dir)
         for rec in (_rec_ddp(m, cost, metrics, t), _rec_cpus(m, t), _rec_pinned(m, t), _rec_batch(m, cost, t),
-                    _rec_amp(m, t), _rec_cpu_cores(m, baseline_of(m, metrics), t)):
+                    _rec_amp(m, t), _rec_cpu_cores(m, baseline_of(m, metrics), t), _rec_host_bound(m, t),
+                    _rec_overlap(m, t), _rec_data_bound(m, t)):
             if rec is None or (rec.basis != "none" and rec.saving_share < t.min_saving_share):
                 continue
             if rec.kind not in best or rec.saving_share > best[rec.kind].saving_share:

@@ -293,9 +293,30 @@ def _cpu_cores(f: fd.CpuCoresFigures) -> str:
                    f"({ms(f.allreduce_ms or 0.0)} ms) = {ms(f.predicted_ms)} ms per step vs {ms(f.step_ms or 0.0)} ms now")
 
 
+def _host_bound(f: fd.HostBoundFigures) -> str:
+    batch = (f"raise the per-device batch above {f.per_device_batch}" if f.per_device_batch
+             else "raise the per-device batch")
+    return (f"Cut launch overhead: the devices wait {f.host_ms:.1f} ms of the {f.step_ms:.1f} ms step while the "
+            f"host dispatches; capture the step with CUDA graphs or torch.compile(mode=\"reduce-overhead\"), or "
+            f"{batch} so each launch does more work (assumed {pct(f.assumed_saving)} of that wait saved)")
+
+
+def _overlap(f: fd.OverlapFigures) -> str:
+    return (f"Hide DDP's all-reduce under backward: {f.comm_ms:.1f} ms of communication per step, only "
+            f"{pct(f.overlap)} overlapped; try DDP(bucket_cap_mb=...) sized to the gradients, "
+            f"gradient_as_bucket_view=True, and with gradient accumulation no_sync() on all but the last "
+            f"micro-batch (assumed {pct(f.assumed_saving)} of it hidden)")
+
+
+def _data_bound(f: fd.DataBoundFigures) -> str:
+    knobs = [f"more DataLoader workers (now {f.workers})" if f.workers is not None else "more DataLoader workers",
+             "pin_memory=True" if f.pin_memory is not True else None, "a CPU per worker in the job's request"]
+    return f"Feed the loop faster: it waits {f.data_ms:.1f} ms per step on data; " + ", ".join(k for k in knobs if k)
+
+
 RECOMMENDATION_WORDS: dict[str, Callable[[Any], str]] = {
     "ddp": _ddp, "cpus_per_worker": _cpus_rec, "pinned_memory": _pinned, "per_gpu_batch": _batch, "amp": _amp,
-    "cpu_cores": _cpu_cores,
+    "cpu_cores": _cpu_cores, "host_bound": _host_bound, "ddp_overlap": _overlap, "data_bound": _data_bound,
 }
 
 

@@ -136,8 +136,9 @@ def test_anchors_bare_trace_folders(tmp_path: Path, capsys: pytest.CaptureFixtur
     w0, w4 = runs["resnet50_num_workers_0"], runs["resnet50_num_workers_4"]
     # the plugin's DataLoader share: 33.4 / 22.9 % (workers 0), 0.8 / 0.2 % (workers 4); we average both spans
     assert 0.20 < w0["shares"]["data_loading"] < 0.36 and w4["shares"]["data_loading"] < 0.02
-    assert w0["strategy"] == "unknown" and w0["devices"] == 1 and w0["traces"] == 2
-    assert runs["trace_filter"]["devices"] == 2
+    assert w0["strategy"] == "single" and w0["devices"] == 1 and w0["traces"] == 2     # recognised: one process
+    # recognised from its traces: DDP spans, distributedInfo world size 128 (2 of its ranks' traces are here)
+    assert (runs["trace_filter"]["strategy"], runs["trace_filter"]["devices"]) == ("ddp", 128)
     assert summary["errors"] == []
     assert any(f["run"] == "resnet50_num_workers_0" and f["kind"] == "data_loading" for f in summary["findings"])
 

@@ -1,0 +1,50 @@
+"""Runs another tool recorded (no run.json, no scalescope name) get recommendations from their breakdown."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from analysis.report import run_report, to_summary
+from tracebuilder import TraceBuilder
+
+ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+
+
+def _recs(run: Path) -> list[dict]:
+    return to_summary(run_report([run]))["recommendations"]
+
+
+def test_a_gpu_step_waiting_on_the_host_gets_launch_overhead_advice(tmp_path: Path) -> None:
+    run = tmp_path / "their-run"
+    run.mkdir()
+    b = TraceBuilder()
+    for s in range(3):                      # 1000 µs steps: 200 µs of kernels, 700 µs of host-only dispatch
+        t0 = s * 1000.0
+        b.step(s, t0, 1000)
+        b.op("aten::add", t0 + 0, 700)
+        b.kernel("volta_sgemm", t0 + 750, 200, device=0, launch=t0 + 700)
+    (run / "worker0.1.pt.trace.json").write_text(json.dumps(b.document()))
+    [rec] = _recs(run)
+    assert rec["kind"] == "host_bound" and rec["basis"] == "assumed"
+    f = rec["figures"]
+    assert f["host_ms"] == pytest.approx(0.75, abs=0.06) and f["step_ms"] == pytest.approx(1.0)
+    assert rec["saving_ms"] == pytest.approx(f["host_ms"] * 0.5)
+    assert 'torch.compile(mode="reduce-overhead")' in rec["text"]
+
+
+@pytest.mark.skipif(not ANCHORS.is_dir(), reason="../shared/anchors is not beside this clone (a user's clone)")
+def test_the_anchors_get_advice_from_their_breakdown(tmp_path: Path) -> None:
+    ddp = tmp_path / "trace_filter"
+    shutil.copytree(ANCHORS / "hta" / "trace_filter", ddp)
+    [rec] = _recs(ddp)                                # 128-rank NCCL job: 53 % of its step is host overhead
+    assert rec["kind"] == "host_bound"
+    assert rec["figures"]["host_ms"] == pytest.approx(327.1, abs=0.1)
+    assert rec["figures"]["step_ms"] == pytest.approx(617.2, abs=0.1)
+    loader = tmp_path / "resnet50_num_workers_0"
+    shutil.copytree(ANCHORS / "tb_plugin" / "resnet50_num_workers_0", loader)
+    [rec] = _recs(loader)                             # 0 workers: ~28 % of the step waits on the DataLoader
+    assert (rec["kind"], rec["basis"]) == ("data_bound", "predicted")
+    assert rec["figures"]["data_ms"] == pytest.approx(47.4, abs=0.1)
