@@ -29,6 +29,7 @@ from analysis.errors import TraceError
 from analysis.records import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
 from analysis.reader import Trace, read_trace
 from analysis.timeline import step_timeline
+from analysis.straggler import collectives
 from analysis.strategy import evidence
 from profiler.contract import vocab
 
@@ -223,6 +224,7 @@ def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
         devices=_device_views(ev, windows, sets, has_gpu), phase_totals_us=_phase_totals(ev, W),
         memcpy=_memcpy_stats(ev, W), comm_overlap=_comm_overlap(ev, W, sets[0][1], has_gpu),
         unclassified=dict(unknown), notes=notes, strategy_evidence=evidence(tr, len(steps), worker_name(tr.path)),
+        collectives=collectives(tr, [(n, float(s), float(e)) for n, (s, e) in zip(numbers, windows)]),
     )
     if timeline and steps:
         ta.timeline, ta.timeline_step = step_timeline(ev, sets, ta)

@@ -41,6 +41,7 @@ class Thresholds:
     phase_over_ideal: float = 1.5        # a phase taking this many times its ideal-scaling time -> named
     phase_excess_share: float = 0.05     # ... when the time above ideal is at least this share of the step
     cpu_shared_cores: float = 1.0        # CPU run with N processes on <= this × the 1-device run's CPUs -> finding
+    straggler_wait_share: float = 0.05   # the others wait for one rank this share of their step -> finding
     host_launch_saving: float = 0.50     # ASSUMED share of GPU-idle host time CUDA graphs / torch.compile remove
     low_overlap: float = 0.50            # DDP all-reduce overlapped with backward less than this -> overlap advice
     overlap_saving: float = 0.50         # ASSUMED share of the exposed all-reduce better bucketing hides
@@ -348,6 +349,35 @@ def _gpu_util(m: RunMetrics, t: Thresholds) -> Finding | None:
     return Finding("gpu_util", m.name, GpuUtilFigures(where(m), m.mean_gpu_util_pct, dict(m.gpu_util_pct)))
 
 
+@dataclass(frozen=True)
+class StragglerFinding:
+    at: Where
+    straggler: str
+    last_share: float
+    matched: int
+    others_wait_ms: float             # mean over the other ranks, per step
+    others_comm_ms: float
+    others_step_ms: float
+    transfer_ms: float
+    skew_ms: float
+    doing: list[tuple[str, float]]    # the straggler's two largest non-communication shares
+
+
+def _straggler(m: RunMetrics, t: Thresholds) -> Finding | None:
+    s = m.straggler
+    if s is None or s.straggler is None:
+        return None
+    others = [r for r in s.ranks if r.rank != s.straggler]
+    wait = sum(r.wait_ms for r in others) / len(others)
+    step = sum(r.step_ms for r in others) / len(others)
+    if step <= 0 or wait / step < t.straggler_wait_share:
+        return None
+    last = next(r for r in s.ranks if r.rank == s.straggler)
+    return Finding("straggler", m.name, StragglerFinding(
+        where(m), s.straggler, last.last_share, s.matched, wait, sum(r.comm_ms for r in others) / len(others), step,
+        s.transfer_ms, s.skew_ms, list(s.doing.items())[:2]))
+
+
 def findings_for(m: RunMetrics, cost: CostModel | None, t: Thresholds = THRESHOLDS,
                  base: RunMetrics | None = None) -> list[Finding]:
     """Every finding one run supports, in reading order (base: its 1-device run, for the phase comparisons)."""
@@ -356,6 +386,7 @@ def findings_for(m: RunMetrics, cost: CostModel | None, t: Thresholds = THRESHOL
         _phase_scaling(m, base, t),
         _cpu_sharing(m, base, t),
         _comm(m, cost, t),
+        _straggler(m, t),
         _imbalance(m, t),
         _cpu_saturated(m, t),
         _data(m, t),
@@ -607,6 +638,14 @@ def _rec_cpu_cores(m: RunMetrics, base: RunMetrics | None, t: Thresholds) -> Rec
                           CpuCoresFigures(m.devices, want, base.cpus, base.name))
 
 
+def _rec_straggler(m: RunMetrics, t: Thresholds) -> Recommendation | None:
+    """The others' measured wait for the named rank is what evening it out would save."""
+    f = _straggler(m, t)
+    if f is None or m.step_ms is None:
+        return None
+    return Recommendation("straggler", m.name, f.figures.others_wait_ms, m.step_ms, "measured", f.figures)
+
+
 def _rec_host_bound(m: RunMetrics, t: Thresholds) -> Recommendation | None:
     """Any GPU run whose devices wait on the host: fewer, larger launches (graphs, compile, a larger batch)."""
     if m.step_ms is None or m.device_type != "cuda" or m.shares.get(vocab.HOST_OVERHEAD, 0.0) < t.host_overhead_share:
@@ -648,7 +687,7 @@ def recommendations(metrics: list[RunMetrics], costs: dict[str, CostModel],
         cost = costs.get(m.run_dir)
         for rec in (_rec_ddp(m, cost, metrics, t), _rec_cpus(m, t), _rec_pinned(m, t), _rec_batch(m, cost, t),
                     _rec_amp(m, t), _rec_cpu_cores(m, baseline_of(m, metrics), t), _rec_host_bound(m, t),
-                    _rec_overlap(m, t), _rec_data_bound(m, t)):
+                    _rec_overlap(m, t), _rec_data_bound(m, t), _rec_straggler(m, t)):
             if rec is None or (rec.basis != "none" and rec.saving_share < t.min_saving_share):
                 continue
             if rec.kind not in best or rec.saving_share > best[rec.kind].saving_share:

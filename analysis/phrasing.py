@@ -162,6 +162,15 @@ def _imbalance(f: fd.ImbalanceFigures) -> str:
             f"GPU {f.top_index} also gathers, computes the loss and steps the optimizer)")
 
 
+def _straggler(f: fd.StragglerFinding) -> str:
+    doing = ", ".join(f"{c.replace('_', ' ')} {pct(v)}" for c, v in f.doing)
+    return (f"{f.straggler} is the straggler: it arrived last at {pct(f.last_share)} of {f.matched} matched "
+            f"collectives, and the other ranks wait for it {f.others_wait_ms:.1f} ms per step inside them "
+            f"({pct(f.others_wait_ms / f.others_comm_ms if f.others_comm_ms else 0.0)} of their "
+            f"{f.others_comm_ms:.1f} ms of communication; the transfer itself {f.transfer_ms:.1f} ms); "
+            f"{f.straggler}'s step goes to {doing}; rank skew {f.skew_ms:.1f} ms per step ({f.at.run})")
+
+
 def _tree(cores: float, allocated: float) -> str:
     return f"the process tree uses {cores:.2f} cores of the job's {cpus(allocated)}"
 
@@ -223,6 +232,7 @@ FINDING_WORDS: dict[str, Callable[[Any], str]] = {
     "scaling": _scaling, "superlinear": _superlinear, "phase_scaling": _phase_scaling, "cpu_sharing": _cpu_sharing,
     "communication": _comm, "imbalance": _imbalance, "cpu_saturated": _cpu_saturated, "data_loading": _data,
     "host_to_device": _h2d, "host_overhead": _share, "idle": _share, "unclassified": _share, "gpu_util": _gpu_util,
+    "straggler": _straggler,
 }
 
 
@@ -308,6 +318,13 @@ def _overlap(f: fd.OverlapFigures) -> str:
             f"micro-batch (assumed {pct(f.assumed_saving)} of it hidden)")
 
 
+def _straggler_rec(f: fd.StragglerFinding) -> str:
+    doing = " and ".join(c.replace("_", " ") for c, _ in f.doing) or "its own work"
+    return (f"Even out {f.straggler}: the others wait {f.others_wait_ms:.1f} ms per step for it, and it spends its "
+            f"step on {doing} (look for work only it does -- logging, checkpoints, evaluation -- an uneven data "
+            f"shard, or a slower device or host)")
+
+
 def _data_bound(f: fd.DataBoundFigures) -> str:
     knobs = [f"more DataLoader workers (now {f.workers})" if f.workers is not None else "more DataLoader workers",
              "pin_memory=True" if f.pin_memory is not True else None, "a CPU per worker in the job's request"]
@@ -317,6 +334,7 @@ def _data_bound(f: fd.DataBoundFigures) -> str:
 RECOMMENDATION_WORDS: dict[str, Callable[[Any], str]] = {
     "ddp": _ddp, "cpus_per_worker": _cpus_rec, "pinned_memory": _pinned, "per_gpu_batch": _batch, "amp": _amp,
     "cpu_cores": _cpu_cores, "host_bound": _host_bound, "ddp_overlap": _overlap, "data_bound": _data_bound,
+    "straggler": _straggler_rec,
 }
 
 

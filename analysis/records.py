@@ -14,6 +14,7 @@ from profiler.contract.runjson import RunInfo
 from profiler.contract.vocab import CATEGORIES
 
 if TYPE_CHECKING:
+    from analysis.straggler import Collective
     from analysis.strategy import StrategyEvidence
 
 
@@ -88,6 +89,7 @@ class TraceAnalysis:
     timeline: list[TimelineSpan] = field(default_factory=list)   # one representative step's spans, for plots (optional)
     timeline_step: int | None = None                             # which step `timeline` shows
     strategy_evidence: "StrategyEvidence | None" = None          # what the trace shows of DDP / DP / FSDP
+    collectives: "list[Collective]" = field(default_factory=list)  # NCCL kernels / gloo spans in the steps, in order
 
     def mean_parts_us(self) -> dict[str, float]:
         n = max(len(self.steps), 1)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from analysis.records import RunAnalysis, TraceAnalysis
+from analysis.straggler import StragglerFigures, straggler
 from analysis.strategy import recognise
 from profiler.contract import vocab
 from profiler.contract.runjson import RunInfo
@@ -65,6 +66,7 @@ class RunMetrics:
     efficiency: float | None = None
     baseline: str | None = None
     notes: list[str] = field(default_factory=list)
+    straggler: StragglerFigures | None = None   # ranks' matched collectives: who waits for whom
 
     @property
     def processes(self) -> int:
@@ -119,6 +121,22 @@ def _device_busy(traces: list[TraceAnalysis]) -> list[DeviceBusy]:
     return busy
 
 
+def rank_skew(traces: list[TraceAnalysis]) -> StragglerFigures | None:
+    """Straggler figures over the run's ranks (a rank's several trace files are one rank)."""
+    per_rank: dict[str, list] = {}
+    walls: dict[str, dict[int, float]] = {}
+    parts: dict[str, dict[str, float]] = {}
+    for t in traces:
+        per_rank.setdefault(t.worker, []).extend(t.collectives)
+        walls.setdefault(t.worker, {}).update({s.step: s.wall_us / 1e3 for s in t.steps})
+        acc = parts.setdefault(t.worker, {c: 0.0 for c in vocab.CATEGORIES})
+        for s in t.steps:
+            for c, v in s.parts_us.items():
+                acc[c] += v
+    shares = {r: {c: v / total for c, v in p.items()} for r, p in parts.items() if (total := sum(p.values())) > 0}
+    return straggler(per_rank, walls, shares)
+
+
 def run_metrics(run: RunAnalysis) -> RunMetrics:
     """The row for one run: run.json where present, else what the folder name and the traces say."""
     info: RunInfo | None = run.run
@@ -162,7 +180,7 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
         parts_ms=parts_ms, shares=shares, phase_ms=phase_ms, device_busy=_device_busy(run.traces),
         mean_gpu_util_pct=samples.mean_gpu_util_pct, gpu_util_pct=dict(samples.gpu_util_pct),
         comm_overlap=_mean(overlaps), omp_num_threads=env.omp_threads if env else None,
-        parameters=info.model.parameters if info else None, notes=notes)
+        parameters=info.model.parameters if info else None, notes=notes, straggler=rank_skew(run.traces))
 
 
 def _baseline_for(m: RunMetrics, ones: list[RunMetrics]) -> RunMetrics | None:

@@ -39,8 +39,10 @@ def test_a_gpu_step_waiting_on_the_host_gets_launch_overhead_advice(tmp_path: Pa
 def test_the_anchors_get_advice_from_their_breakdown(tmp_path: Path) -> None:
     ddp = tmp_path / "trace_filter"
     shutil.copytree(ANCHORS / "hta" / "trace_filter", ddp)
-    [rec] = _recs(ddp)                                # 128-rank NCCL job: 53 % of its step is host overhead
-    assert rec["kind"] == "host_bound"
+    rec, straggler = _recs(ddp)                       # 128-rank NCCL job: 53 % of its step is host overhead
+    assert (rec["kind"], straggler["kind"], straggler["basis"]) == ("host_bound", "straggler", "measured")
+    assert straggler["figures"]["straggler"] == "sampled_rank-1"
+    assert straggler["saving_ms"] == pytest.approx(61.7, abs=0.1)      # rank 0's wait for rank 1, per step
     assert rec["figures"]["host_ms"] == pytest.approx(327.1, abs=0.1)
     assert rec["figures"]["step_ms"] == pytest.approx(617.2, abs=0.1)
     loader = tmp_path / "resnet50_num_workers_0"

@@ -14,6 +14,8 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sleep", type=float, default=0.0)
+    ap.add_argument("--slow-rank", type=int, default=-1, help="this rank sleeps --slow seconds before each backward")
+    ap.add_argument("--slow", type=float, default=0.0)
     args = ap.parse_args()
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -27,7 +29,11 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
     for x, y in loader:
         opt.zero_grad()
-        loss_fn(model(x), y).backward()
+        loss = loss_fn(model(x), y)
+        if rank == args.slow_rank:
+            import time
+            time.sleep(args.slow)          # a straggler: the other rank waits for it in the all-reduce
+        loss.backward()
         opt.step()
         if args.sleep:
             import time
