@@ -15,3 +15,7 @@ class TraceError(Exception):
         self.path = Path(path)
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(f"{self.path}: {self.problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        """Pickled as its two parts: a process-pool worker (analysis.parallel) sends it back whole."""
+        return (type(self), (self.path, self.problem))

@@ -215,24 +215,28 @@ def parser() -> argparse.ArgumentParser:
                         "(needs analysis.tensorboard; a failure is a warning, not an error)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="tqdm bar while analysing traces (auto: when there are 6 or more)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes analysing traces at once (default: the cores, fewer if memory is short; 1: one by one)")
     return p
 
 
 def run_report(paths: list[Path], analyser: TraceAnalyser | None = None,
-               progress: bool | None = None) -> Report:
+               progress: bool | None = None, jobs: int | None = None) -> Report:
     """Discover, analyse and build; raises InputError (one line) for a bad path or no runs."""
     run_dirs = discover_runs(paths)
     if not run_dirs:
         where = ", ".join(str(p) for p in paths)
         raise InputError(f"no run folders (run.json or *.pt.trace.json[.gz]) found under {where}")
-    return build_report(analyse_runs(run_dirs, analyser, progress=progress))
+    return build_report(analyse_runs(run_dirs, analyser, progress=progress, jobs=jobs))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     try:
-        report = run_report(args.paths, progress=progress)
+        if args.jobs is not None and args.jobs < 1:
+            raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+        report = run_report(args.paths, progress=progress, jobs=args.jobs)
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,59 @@
+"""Traces analysed in a process pool give exactly what one by one gives; the pool fits the memory."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.parallel import WORKER_BASE_BYTES, json_bytes, pool_size
+from analysis.report import run_report, to_summary
+from tracebuilder import TraceBuilder
+
+ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+
+
+def _same(paths: list[Path]) -> dict:
+    one = to_summary(run_report(paths, jobs=1))
+    two = to_summary(run_report(paths, jobs=2))
+    assert json.dumps(one, sort_keys=True, default=str) == json.dumps(two, sort_keys=True, default=str)
+    return one
+
+
+def test_parallel_equals_sequential_on_the_tiny_sweep(tiny_runs: Path) -> None:
+    s = _same([tiny_runs])
+    assert sorted(r["strategy"] for r in s["runs"]) == ["ddp", "single"]
+
+
+@pytest.mark.skipif(not ANCHORS.is_dir(), reason="../shared/anchors is not beside this clone (a user's clone)")
+def test_parallel_equals_sequential_on_the_anchors() -> None:
+    s = _same([ANCHORS])
+    assert len(s["runs"]) == 8
+
+
+def test_the_timeline_goes_to_the_first_trace_with_steps_either_way(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "rank0.a.pt.trace.json").write_text("{not json")                 # an error first
+    for rank in (1, 2):
+        b = TraceBuilder()
+        b.step(0, 0, 1000)
+        b.op("aten::mm", 10, 500)
+        (run / f"rank{rank}.a.pt.trace.json").write_text(json.dumps(b.document()))
+    from analysis.runs import analyse_runs
+    for jobs in (1, 2):
+        [r] = analyse_runs([run], jobs=jobs)
+        assert [bool(t.timeline) for t in r.traces] == [True, False] and len(r.errors) == 1
+
+
+def test_the_pool_never_starts_more_workers_than_memory_holds(tmp_path: Path) -> None:
+    big = tmp_path / "rank0.pt.trace.json.gz"
+    with gzip.open(big, "wb") as f:                       # 10 MB of JSON in a small file
+        f.write(b'{"traceEvents": [' + b" " * (10 << 20) + b"]}")
+    assert big.stat().st_size < 100_000 and json_bytes(big) == (10 << 20) + 19
+    paths = [big] * 8
+    peak = WORKER_BASE_BYTES + 2.5 * json_bytes(big)
+    assert pool_size(paths, jobs=8, memory=int(3.5 * peak)) == 3
+    assert pool_size(paths, jobs=8, memory=int(0.5 * peak)) == 1
+    assert pool_size(paths, jobs=2, memory=None) <= 2 and pool_size(paths[:1], jobs=8) == 1
