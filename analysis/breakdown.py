@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from analysis import intervals as iv
 from analysis.classify import (CATEGORY_OF_KIND, DEVICE_CATEGORY_OF_KIND, GPU_KINDS, HOST_KINDS, KERNEL_CATS,
-                               MEMCPY_CATS, Kind, allreduce_mask, category_mask, classify, cpu_compute,
+                               MEMCPY_CATS, SYNC_CALL, Kind, allreduce_mask, category_mask, classify, cpu_compute,
                                dp_comm_launches, kind_mask, memcpy_kind, name_mask, spans, step_number,
                                torch_dataloader_mask)
 from analysis.errors import TraceError
@@ -158,13 +158,17 @@ def _device_views(ev: Events, windows: NDArray[np.float64], sets: list[tuple[str
         return [DeviceView("cpu", ev.host_pid, -1, wall, comp, comm, 0.0, wall - (comp + comm), 0)]
     views = []
     kernels = category_mask(tr, KERNEL_CATS)
+    syncs = ev.spans(~ev.gpu & ev.named(SYNC_CALL))
     for d in np.unique(ev.gpu_index[ev.gpu]):
         on = ev.gpu & (ev.gpu_index == d)
-        mine = {c: iv.total(x) for c, x in iv.exclusive(ev.device_sets(on), W)}
+        own = ev.device_sets(on)
+        mine = {c: iv.total(x) for c, x in iv.exclusive(own, W)}
         comp, comm, h2d = mine[vocab.COMPUTE], mine[vocab.COMMUNICATION], mine[vocab.H2D_COPY]
         n_kernels = int(np.count_nonzero(iv.contains(W, tr.ts[on & kernels])))
+        idle = iv.subtract(W, iv.union(*(x for _, x in own)))
         views.append(DeviceView(f"pid {ev.host_pid} gpu {int(d)}", ev.host_pid, int(d), wall, comp, comm, h2d,
-                                max(0.0, wall - (comp + comm + h2d)), n_kernels))
+                                max(0.0, wall - (comp + comm + h2d)), n_kernels,
+                                idle_sync_us=iv.total(iv.intersect(idle, syncs))))
     return views
 
 

@@ -64,6 +64,8 @@ DATA_LOADING = re.compile(
 PROFILER_STEP = re.compile(r"^" + re.escape(vocab.TORCH_PROFILER_STEP) + r"(-?\d+)$")
 LABEL_NAME = re.compile(r"^(?:" + re.escape(vocab.PREFIX) + r"|## )")
 MEMCPY_KIND = re.compile(r"Memcpy\s+(\w+)")
+# a host runtime call that blocks until device work finishes: a GPU idle under it waits on other work, not on the host
+SYNC_CALL = re.compile(r"^(?:cuda|hip)(?:Stream|Device|Event)Synchronize$")
 
 
 @dataclass(frozen=True)

@@ -493,6 +493,8 @@ class HostBoundFigures:
     step_ms: float
     per_device_batch: int | None
     assumed_saving: float
+    gpu_waiting_host: float | None = None   # mean share of the step each GPU sat idle with nothing launched
+    gpu_in_sync: float | None = None        # ... and idle while the host waited in a synchronize call
 
 
 @dataclass(frozen=True)
@@ -651,8 +653,11 @@ def _rec_host_bound(m: RunMetrics, t: Thresholds) -> Recommendation | None:
     if m.step_ms is None or m.device_type != "cuda" or m.shares.get(vocab.HOST_OVERHEAD, 0.0) < t.host_overhead_share:
         return None
     host = m.parts_ms[vocab.HOST_OVERHEAD]
+    gpus = [d for d in m.device_busy if d.index >= 0]
+    waiting = sum(d.idle_waiting_host for d in gpus) / len(gpus) if gpus else None
+    in_sync = sum(d.idle_in_sync for d in gpus) / len(gpus) if gpus else None
     return Recommendation("host_bound", m.name, host * t.host_launch_saving, m.step_ms, "assumed",
-                          HostBoundFigures(host, m.step_ms, m.per_device_batch, t.host_launch_saving))
+                          HostBoundFigures(host, m.step_ms, m.per_device_batch, t.host_launch_saving, waiting, in_sync))
 
 
 def _rec_overlap(m: RunMetrics, t: Thresholds) -> Recommendation | None:

@@ -306,8 +306,10 @@ def _cpu_cores(f: fd.CpuCoresFigures) -> str:
 def _host_bound(f: fd.HostBoundFigures) -> str:
     batch = (f"raise the per-device batch above {f.per_device_batch}" if f.per_device_batch
              else "raise the per-device batch")
+    idle = (f" (each GPU idle with nothing launched {pct(f.gpu_waiting_host)} of the step, in a synchronize "
+            f"{pct(f.gpu_in_sync or 0.0)})" if f.gpu_waiting_host is not None else "")
     return (f"Cut launch overhead: the devices wait {f.host_ms:.1f} ms of the {f.step_ms:.1f} ms step while the "
-            f"host dispatches; capture the step with CUDA graphs or torch.compile(mode=\"reduce-overhead\"), or "
+            f"host dispatches{idle}; capture the step with CUDA graphs or torch.compile(mode=\"reduce-overhead\"), or "
             f"{batch} so each launch does more work (assumed {pct(f.assumed_saving)} of that wait saved)")
 
 

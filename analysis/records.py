@@ -48,6 +48,12 @@ class DeviceView:
     h2d_us: float
     idle_us: float                 # wall_us minus the union of this device's activity
     kernel_count: int = 0
+    idle_sync_us: float = 0.0      # of idle_us: while the host sat in a synchronize call (waiting on other work)
+    # the rest of idle_us is the device waiting on the host to launch it work (the evidence for "host-bound")
+
+    @property
+    def idle_host_us(self) -> float:
+        return max(0.0, self.idle_us - self.idle_sync_us)
 
 
 @dataclass

@@ -27,6 +27,8 @@ class DeviceBusy:
     compute: float
     communication: float
     idle: float
+    idle_waiting_host: float = 0.0   # of idle: no work launched yet (the host is behind)
+    idle_in_sync: float = 0.0        # of idle: the host sat in a synchronize call (waiting on other work)
 
 
 @dataclass
@@ -117,7 +119,8 @@ def _device_busy(traces: list[TraceAnalysis]) -> list[DeviceBusy]:
                 device=label, index=d.index, worker=t.worker,
                 busy=float(min(1.0, (d.compute_us + d.communication_us + d.h2d_us) / d.wall_us)),
                 compute=float(d.compute_us / d.wall_us), communication=float(d.communication_us / d.wall_us),
-                idle=float(d.idle_us / d.wall_us)))
+                idle=float(d.idle_us / d.wall_us), idle_waiting_host=float(d.idle_host_us / d.wall_us),
+                idle_in_sync=float(d.idle_sync_us / d.wall_us)))
     return busy
 
 

@@ -35,13 +35,20 @@ SEED = ANCHORS / "hta" / "nccl_parser_config" / "nccl_data.json.gz"   # torch 2.
 CHILD = r"""
 import sys, time, json, gzip, pathlib
 tool, path, out = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
+files = sorted(path.iterdir()) if path.is_dir() else [path]
 if tool == "scalescope":
     from analysis.breakdown import analyse_trace
     t = time.perf_counter(); a = analyse_trace(path); info = {"steps": len(a.steps)}
+elif tool in ("report", "report-seq"):
+    from analysis.report import run_report, to_summary
+    t = time.perf_counter(); s = to_summary(run_report([path], progress=False, jobs=1 if tool == "report-seq" else None))
+    info = {"runs": len(s["runs"]), "strategy": s["runs"][0]["strategy"]}
 elif tool == "json.load":
     t = time.perf_counter()
-    with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as f: doc = json.load(f)
-    info = {"events": len(doc["traceEvents"])}
+    for p in files:
+        with (gzip.open(p, "rt") if p.name.endswith(".gz") else open(p)) as f: doc = json.load(f)
+        del doc
+    info = {"files": len(files)}
 elif tool == "msgspec-only":
     from analysis.reader import _DECODER, read_bytes
     t = time.perf_counter(); raw = read_bytes(path)
@@ -50,7 +57,8 @@ elif tool == "hta":
     import logging, tempfile, os
     logging.disable(logging.WARNING)
     from hta.trace_analysis import TraceAnalysis
-    d = tempfile.mkdtemp(); os.symlink(path.resolve(), os.path.join(d, path.name))
+    d = tempfile.mkdtemp()
+    for p in files: os.symlink(p.resolve(), os.path.join(d, p.name))
     t = time.perf_counter()
     ta = TraceAnalysis(trace_dir=d)
     tb = ta.get_temporal_breakdown(visualize=False)
@@ -58,12 +66,16 @@ elif tool == "hta":
     info = {"compute_time_us": float(tb["compute_time(us)"].iloc[0])}
 dt = time.perf_counter() - t
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-pathlib.Path(out).write_text(json.dumps({"seconds": dt, "peak_rss_mib": hwm / 1024, **info}))
+import resource   # worker processes (the report's pool, HTA's): the largest one's peak, beside this one's
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+pathlib.Path(out).write_text(json.dumps({"seconds": dt, "peak_rss_mib": hwm / 1024, "worker_rss_mib": kids / 1024, **info}))
 """
 
 
 def json_size(path: Path) -> int:
-    """Uncompressed bytes of a trace file."""
+    """Uncompressed bytes of a trace file (of every file, for a folder of rank traces)."""
+    if path.is_dir():
+        return sum(json_size(p) for p in path.iterdir())
     if not path.name.endswith(".gz"):
         return path.stat().st_size
     n = 0
@@ -153,6 +165,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--big-mb", type=float, default=500, help="size of the repeated trace (uncompressed MB)")
     ap.add_argument("--hta-mb", type=float, default=50, help="size of the repeated trace HTA also reads")
+    ap.add_argument("--ranks", type=int, default=8, help="rank traces in the multi-rank run")
+    ap.add_argument("--rank-mb", type=float, default=47, help="size of each rank's trace (uncompressed MB)")
     ap.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()) / "scalescope-bench")
     ap.add_argument("--skip-hta", action="store_true")
     ap.add_argument("--write-results", action="store_true", help="replace the 'Analysis speed' section of RESULTS.md")
@@ -165,15 +179,24 @@ def main() -> None:
     for p in [ANCHORS / "hta/trace_filter/sampled_rank-0.json.gz", SEED,
               ANCHORS / "tb_plugin/resnet50_num_workers_0/worker0.1623143089861.pt.trace.json.gz"]:
         inputs.append((str(p.relative_to(ANCHORS)), p, all_tools))
-    mid = make_repeated(SEED, args.hta_mb, args.tmp / f"repeat_{args.hta_mb:.0f}mb.json.gz", gz=True)
+    for sub in ("mid", "big_plain", "big_gz"):      # each input alone in its folder: the report reads folders
+        (args.tmp / sub).mkdir(exist_ok=True)
+    mid = make_repeated(SEED, args.hta_mb, args.tmp / "mid" / f"repeat_{args.hta_mb:.0f}mb.json.gz", gz=True)
     inputs.append((f"nccl_data repeated to ~{args.hta_mb:.0f} MB (.gz)", mid, all_tools))
-    big_plain = make_repeated(SEED, args.big_mb, args.tmp / f"repeat_{args.big_mb:.0f}mb.json", gz=False)
+    big_plain = make_repeated(SEED, args.big_mb, args.tmp / "big_plain" / f"repeat_{args.big_mb:.0f}mb.json", gz=False)
     inputs.append((f"nccl_data repeated to ~{args.big_mb:.0f} MB (plain)", big_plain,
-                   ("scalescope", "json.load", "msgspec-only")))
-    big_gz = args.tmp / f"repeat_{args.big_mb:.0f}mb.json.gz"
+                   ("scalescope", "report", "json.load", "msgspec-only")))
+    big_gz = args.tmp / "big_gz" / f"repeat_{args.big_mb:.0f}mb.json.gz"
     with open(big_plain, "rb") as src, gzip.open(big_gz, "wb", compresslevel=1) as dst:
         shutil.copyfileobj(src, dst, 1 << 24)
-    inputs.append((f"nccl_data repeated to ~{args.big_mb:.0f} MB (.gz)", big_gz, ("scalescope", "json.load")))
+    inputs.append((f"nccl_data repeated to ~{args.big_mb:.0f} MB (.gz)", big_gz, ("scalescope", "report", "json.load")))
+    ranks = args.tmp / f"ranks{args.ranks}"           # one run of N rank traces: the same ~rank-mb trace copied
+    ranks.mkdir(exist_ok=True)
+    one = make_repeated(SEED, args.rank_mb, ranks / "rank0.x.pt.trace.json", gz=False)
+    for r in range(1, args.ranks):
+        shutil.copyfile(one, ranks / f"rank{r}.x.pt.trace.json")
+    inputs.append((f"{args.ranks} ranks x ~{args.rank_mb:.0f} MB (one run)", ranks,
+                   ("report-seq", "report", "json.load", "hta")))
 
     rows = []
     for label, path, tools in tqdm(inputs, desc="inputs"):
@@ -194,28 +217,44 @@ def main() -> None:
         write_section(table)
     for p in (mid, big_plain, big_gz):
         p.unlink(missing_ok=True)
+    shutil.rmtree(ranks, ignore_errors=True)
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| input | JSON MB | tool | seconds | MB/s | peak RSS MiB | RSS / JSON size |", "|---|---|---|---|---|---|---|"]
+    lines = ["| input | JSON MB | tool | seconds | MB/s | peak RSS MiB | RSS / JSON size | largest worker MiB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['input']} | {r['json_mb']:.1f} | {r['tool']} | failed: {r['error']} | | | |")
+            lines.append(f"| {r['input']} | {r['json_mb']:.1f} | {r['tool']} | failed: {r['error']} | | | | |")
         else:
+            kids = r.get("worker_rss_mib") or 0
             lines.append(f"| {r['input']} | {r['json_mb']:.1f} | {r['tool']} | {r['seconds']:.2f} | "
-                         f"{r['mb_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['rss_over_json']:.2f} |")
+                         f"{r['mb_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['rss_over_json']:.2f} | "
+                         f"{kids:.0f} |" if kids else
+                         f"| {r['input']} | {r['json_mb']:.1f} | {r['tool']} | {r['seconds']:.2f} | "
+                         f"{r['mb_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['rss_over_json']:.2f} | – |")
     ratios = []
     by = {(r["input"], r["tool"]): r for r in rows if "mb_per_s" in r}
     for (inp, tool), r in by.items():
         if tool == "scalescope" and (inp, "hta") in by:
             ratios.append(f"- {inp}: scalescope {r['mb_per_s'] / by[(inp, 'hta')]['mb_per_s']:.1f}x HTA's throughput, "
                           f"{r['mb_per_s'] / by[(inp, 'json.load')]['mb_per_s']:.1f}x json.load's")
+    for (inp, tool), r in by.items():
+        if tool == "report" and (inp, "report-seq") in by and (inp, "json.load") in by:
+            ratios.append(f"- {inp}: the report in parallel takes {r['seconds'] / by[(inp, 'json.load')]['seconds']:.2f}x "
+                          f"json.load's time on the same files (one by one: "
+                          f"{by[(inp, 'report-seq')]['seconds'] / by[(inp, 'json.load')]['seconds']:.2f}x)"
+                          + (f", HTA {by[(inp, 'hta')]['seconds'] / by[(inp, 'json.load')]['seconds']:.2f}x"
+                             if (inp, "hta") in by else ""))
     return "\n".join(lines + [""] + ratios)
 
 
 NOTES = """
 What ran: scalescope = `analysis.breakdown.analyse_trace` (read + classify + full breakdown, per-device
-view, phase totals, memcpy stats); hta = HTA 0.5 `TraceAnalysis` load + `get_temporal_breakdown` +
+view, phase totals, memcpy stats); report = the whole report for the folder (`run_report` + `to_summary`:
+every trace, the run's metrics, findings, recommendations), its traces in a process pool sized to the cores
+and memory; report-seq = the same with `--jobs 1`; "largest worker" = the biggest pool worker's peak RSS
+(each worker holds one trace); hta = HTA 0.5 `TraceAnalysis` load + `get_temporal_breakdown` +
 `get_gpu_kernel_breakdown`; json.load = the stdlib on the same (decompressed) text; msgspec-only =
 the reader's typed decode alone. HTA was not run on the 500 MB trace
 (minutes and several GB there); the HTA ratio is per-MB throughput on the anchors and on the ~50 MB

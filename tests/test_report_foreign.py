@@ -50,3 +50,19 @@ def test_the_anchors_get_advice_from_their_breakdown(tmp_path: Path) -> None:
     [rec] = _recs(loader)                             # 0 workers: ~28 % of the step waits on the DataLoader
     assert (rec["kind"], rec["basis"]) == ("data_bound", "predicted")
     assert rec["figures"]["data_ms"] == pytest.approx(47.4, abs=0.1)
+
+
+def test_a_gpus_idle_time_splits_into_waiting_on_the_host_and_in_a_synchronize() -> None:
+    from analysis.breakdown import analyse
+    from analysis.reader import parse_trace
+
+    b = TraceBuilder()
+    b.step(0, 0, 1000)
+    b.kernel("volta_sgemm", 100, 200, device=0, launch=50)          # GPU 0 busy 100-300
+    b.kernel("volta_sgemm", 300, 300, device=1, launch=60)          # GPU 1 busy 300-600
+    b._x("cuda_runtime", "cudaStreamSynchronize", 300, 300, b.pid, b._tid(None))   # host blocked 300-600
+    ta = analyse(parse_trace(json.dumps(b.document()).encode()))
+    gpu0 = next(d for d in ta.devices if d.index == 0)
+    assert gpu0.idle_us == pytest.approx(800)                       # 1000 µs step, 200 µs of work
+    assert gpu0.idle_sync_us == pytest.approx(300)                  # idle while the host waited for GPU 1
+    assert gpu0.idle_host_us == pytest.approx(500)                  # idle with nothing launched: the host is behind
