@@ -17,13 +17,13 @@ LIMITED_NOTE = (
     "upstream): use it for its Trace and Operator views only. On torch 2.x traces its Overview "
     "shows DataLoader 0 % (it drops user_annotation events) and it has no notion of DataParallel "
     "(scatter/replicate/gather are not separated); its page waits for Google Charts from a CDN, "
-    "so in a browser without internet every view spins forever. scalescope's own breakdown is in "
-    "the Scalars tab (the breakdown/ and device_busy_pct/ tags) and the findings in the Text tab — see "
-    "docs/tensorboard.md."
+    "so in a browser without internet every view spins forever. scalescope's own breakdown, per-device "
+    "view, findings and what-if are in the scalescope tab (served by TensorBoard, offline), and as series "
+    "in the Scalars tab (the breakdown/ and device_busy_pct/ tags) and the Text tab — see docs/tensorboard.md."
 )
 MISSING_NOTE = (
-    "torch-tb-profiler is not installed: `tensorboard --logdir traces` will show our Scalars and "
-    "Text tabs but no PyTorch Profiler tab (install torch-tb-profiler for the trace view)."
+    "torch-tb-profiler is not installed: `tensorboard --logdir traces` will show the scalescope, Scalars "
+    "and Text tabs but no PyTorch Profiler tab (install torch-tb-profiler for the trace view)."
 )
 
 

@@ -86,7 +86,7 @@ if [ "$RC" -eq 0 ] && [ -f "$SANDBOX/scalescope-env.tar.gz" ]; then
 else
     PY=${SCALESCOPE_PYTHON:-python3}
 fi
-if [ "$RC" -eq 0 ] && ! "$PY" -c "import msgspec, pynvml, psutil, tqdm, tensorboard, matplotlib" 2>/dev/null; then
+if [ "$RC" -eq 0 ] && ! "$PY" -c "import msgspec, pynvml, psutil, tqdm, tensorboard, werkzeug, matplotlib" 2>/dev/null; then
     STAGE=install
     if [ "${SCALESCOPE_NO_INSTALL:-0}" = 1 ] || [ ! -f "$SANDBOX/requirements.txt" ]; then
         log "$PY lacks required packages and installing is off or requirements.txt is missing"; RC=1

@@ -63,3 +63,15 @@ def test_plain_install_has_no_torch_and_runs_the_report(tmp_path: Path) -> None:
     where = _run([py, "-c", "import analysis, profiler.contract as c; print(analysis.__file__, c.__file__)"],
                  tmp_path, env, 60).stdout.split()
     assert len(where) == 2 and all(str(venv) in w for w in where), where     # installed, subpackages included
+
+    # the TensorBoard dashboard: its entry point loads torch-free and its frontend is in the installed package
+    probe = ("import json, sys; from importlib import metadata, resources; "
+             "(ep,) = [e for e in metadata.entry_points(group='tensorboard_plugins') if e.name == 'scalescope']; "
+             "cls = ep.load(); static = resources.files('analysis.tbdash').joinpath('static'); "
+             "print(json.dumps({'plugin': cls.plugin_name, 'static': str(static), "
+             "'files': sorted(p.name for p in static.iterdir()), 'torch': 'torch' in sys.modules}))")
+    plug = _run([py, "-c", probe], tmp_path, env, 120)
+    assert plug.returncode == 0, plug.stderr[-3000:]
+    got = json.loads(plug.stdout)
+    assert (got["plugin"], got["torch"], str(venv) in got["static"]) == ("scalescope", False, True), got
+    assert {"index.js", "ipc.js", "charts.js", "style.css"} <= set(got["files"]), got["files"]
