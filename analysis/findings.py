@@ -361,6 +361,8 @@ class StragglerFinding:
     transfer_ms: float
     skew_ms: float
     doing: list[tuple[str, float]]    # the straggler's two largest non-communication shares
+    traced: int = 2                   # ranks whose traces were matched
+    world: int | None = None          # the job's ranks, when more than were traced
 
 
 def _straggler(m: RunMetrics, t: Thresholds) -> Finding | None:
@@ -375,7 +377,8 @@ def _straggler(m: RunMetrics, t: Thresholds) -> Finding | None:
     last = next(r for r in s.ranks if r.rank == s.straggler)
     return Finding("straggler", m.name, StragglerFinding(
         where(m), s.straggler, last.last_share, s.matched, wait, sum(r.comm_ms for r in others) / len(others), step,
-        s.transfer_ms, s.skew_ms, list(s.doing.items())[:2]))
+        s.transfer_ms, s.skew_ms, list(s.doing.items())[:2], len(s.ranks),
+        m.devices if m.devices and m.devices > len(s.ranks) else None))
 
 
 def findings_for(m: RunMetrics, cost: CostModel | None, t: Thresholds = THRESHOLDS,

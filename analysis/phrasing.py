@@ -164,7 +164,8 @@ def _imbalance(f: fd.ImbalanceFigures) -> str:
 
 def _straggler(f: fd.StragglerFinding) -> str:
     doing = ", ".join(f"{c.replace('_', ' ')} {pct(v)}" for c, v in f.doing)
-    return (f"{f.straggler} is the straggler: it arrived last at {pct(f.last_share)} of {f.matched} matched "
+    among = f" among the {f.traced} traced ranks of {f.world}" if f.world else ""
+    return (f"{f.straggler} is the straggler{among}: it arrived last at {pct(f.last_share)} of {f.matched} matched "
             f"collectives, and the other ranks wait for it {f.others_wait_ms:.1f} ms per step inside them "
             f"({pct(f.others_wait_ms / f.others_comm_ms if f.others_comm_ms else 0.0)} of their "
             f"{f.others_comm_ms:.1f} ms of communication; the transfer itself {f.transfer_ms:.1f} ms); "

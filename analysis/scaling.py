@@ -171,6 +171,14 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
         ips_src = "trace" if ips is not None else ""
     samples = run.samples
     alloc = env.cpu_allocation if env is not None else None
+    skew = rank_skew(run.traces)
+    if skew is not None:
+        traced = f"{len(skew.ranks)} traced rank(s)" + (f" of {devices}" if devices and devices > len(skew.ranks) else "")
+        rows = "; ".join(f"{r.rank} step {r.step_ms:.1f} ms, {r.comm_ms:.1f} ms in collectives ({r.wait_ms:.1f} waiting), "
+                         f"last at {r.last_share:.0%}" for r in skew.ranks)
+        notes.append(f"per rank over {skew.steps} step(s), {skew.matched} matched collectives, {traced}: {rows}; "
+                     f"skew {skew.skew_ms:.1f} ms per step"
+                     + ("" if skew.straggler else "; no rank is consistently the last to arrive"))
     overlaps = [float(t.comm_overlap) for t in run.traces if t.comm_overlap is not None]
     return RunMetrics(
         name=run.name, run_dir=str(run.run_dir), status=info.status if info else None, strategy=strategy,
@@ -183,7 +191,7 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
         parts_ms=parts_ms, shares=shares, phase_ms=phase_ms, device_busy=_device_busy(run.traces),
         mean_gpu_util_pct=samples.mean_gpu_util_pct, gpu_util_pct=dict(samples.gpu_util_pct),
         comm_overlap=_mean(overlaps), omp_num_threads=env.omp_threads if env else None,
-        parameters=info.model.parameters if info else None, notes=notes, straggler=rank_skew(run.traces))
+        parameters=info.model.parameters if info else None, notes=notes, straggler=skew)
 
 
 def _baseline_for(m: RunMetrics, ones: list[RunMetrics]) -> RunMetrics | None:

@@ -81,9 +81,11 @@ class StragglerFigures:
 
 
 def straggler(per_rank: dict[str, list[Collective]], step_walls_ms: dict[str, dict[int, float]],
-              shares: dict[str, dict[str, float]], clear: float = 0.6) -> StragglerFigures | None:
-    """Ranks' matched collectives -> who waited for whom. `clear`: the share of collectives a rank must
-    arrive last at to be named. None with fewer than 2 ranks or nothing matched."""
+              shares: dict[str, dict[str, float]], clear: float = 0.6, lopsided: float = 0.5) -> StragglerFigures | None:
+    """Ranks' matched collectives -> who waited for whom. A rank is named the straggler when it arrives
+    last at >= `clear` of the collectives *and* waits itself at most `lopsided` x the others' mean wait
+    (ranks that take turns being last -- jitter, or two ranks sharing cores -- wait alike, and none is
+    named). None with fewer than 2 ranks or nothing matched."""
     ranks = sorted(per_rank)
     if len(ranks) < 2:
         return None
@@ -119,7 +121,8 @@ def straggler(per_rank: dict[str, list[Collective]], step_walls_ms: dict[str, di
              for r in ranks}
     rows = [RankSkew(r, walls[r], float(comm[r] / n / 1e3), float(wait[r] / n / 1e3), last[r] / matched) for r in ranks]
     top, count = last.most_common(1)[0]
-    named = top if count / matched >= clear else None
+    others_wait = [wait[r] for r in ranks if r != top]
+    named = top if (count / matched >= clear and wait[top] <= lopsided * (sum(others_wait) / len(others_wait))) else None
     doing = dict(sorted(((c, v) for c, v in shares.get(named, {}).items() if c != vocab.COMMUNICATION),
                         key=lambda kv: -kv[1])) if named else {}
     return StragglerFigures(rows, matched, n, skipped, named, float(transfer / n / 1e3),

@@ -36,6 +36,10 @@ def test_steps_with_different_counts_are_skipped_and_no_clear_rank_is_named() ->
     per_rank = {"a": _c(1, 100, 300) + _c(2, 100), "b": _c(1, 300, 100) + _c(2, 100, 100)}
     s = straggler(per_rank, {"a": {1: 1.0}, "b": {1: 1.0}}, {})
     assert (s.skipped_steps, s.matched, s.straggler) == ([2], 2, None)     # 1 of 2 each: below the 60 % bar
+    # last at 3 of 4, but waiting as much as the other rank: ranks taking turns, none named
+    even = {"a": _c(1, 100, 100, 100, 900), "b": _c(1, 300, 300, 300, 100)}
+    s = straggler(even, {"a": {1: 1.0}, "b": {1: 1.0}}, {})
+    assert [r.last_share for r in s.ranks] == [0.75, 0.25] and s.straggler is None
     assert straggler({"a": _c(1, 100)}, {}, {}) is None                      # one rank: nothing to compare
 
 
