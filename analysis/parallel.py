@@ -10,7 +10,6 @@ first trace for it and, when that one has no steps, the next ones in order after
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import struct
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from analysis.records import TraceAnalysis
+from profiler.cpualloc import affinity_cores
 
 __all__ = ["PEAK_PER_JSON_BYTE", "json_bytes", "available_memory", "pool_size", "analyse_traces"]
 
@@ -51,16 +51,9 @@ def available_memory() -> int | None:
     return None
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def pool_size(paths: Sequence[Path], jobs: int | None = None, memory: int | None = None) -> int:
     """Workers: at most `jobs` (default the cores), the traces, and what memory holds at the largest peak."""
-    want = min(jobs or cores(), len(paths))
+    want = min(jobs or affinity_cores() or 1, len(paths))
     if want <= 1:
         return max(want, 1)
     memory = available_memory() if memory is None else memory

@@ -91,6 +91,10 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+# what one trace's analysis may raise on odd input: reported as that trace's error line, never a crash
+_REPORTED = (ImportError, OSError, ValueError, KeyError, TypeError, IndexError)
+
+
 def _record(trace_path: Path, outcome: tuple[TraceAnalysis | None, BaseException | None],
             traces: list[TraceAnalysis], errors: list[str]) -> None:
     """One trace's analysis, or its one-line error (the other traces and runs still go on)."""
@@ -100,7 +104,7 @@ def _record(trace_path: Path, outcome: tuple[TraceAnalysis | None, BaseException
     elif isinstance(exc, TraceError):
         line = _one_line(exc)
         errors.append(line if str(trace_path.name) in line else f"{trace_path}: {line}")
-    elif isinstance(exc, (ImportError, OSError, ValueError, KeyError, TypeError, IndexError)):
+    elif isinstance(exc, _REPORTED):
         errors.append(f"{trace_path}: cannot analyse ({type(exc).__name__}: {_one_line(exc)})")
     elif exc is not None:
         raise exc
@@ -129,7 +133,7 @@ def analyse_run(run_dir: Path, analyser: TraceAnalyser | None = None,
                 outcome = (analyse_trace(trace_path, timeline=not any(t.timeline for t in traces)), None)
             else:
                 outcome = (analyser(trace_path), None)
-        except (TraceError, ImportError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        except (TraceError, *_REPORTED) as exc:
             outcome = (None, exc)
         _record(trace_path, outcome, traces, errors)
         if on_trace is not None:

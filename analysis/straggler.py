@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.classify import KERNEL_CATS, NCCL_KERNEL, category_mask, name_mask
 from analysis.reader import Trace
 from profiler.contract import vocab
 
 __all__ = ["Collective", "collectives", "RankSkew", "StragglerFigures", "straggler"]
 
 # the span that lasts while a collective runs: NCCL's kernel on the GPU, gloo's own span on the host
-_NCCL_KERNEL = re.compile(r"^(?:nccl|rccl)\w*Kernel|ncclDevKernel|^ncclKernel")
 _GLOO = re.compile(r"^gloo:")
-_KERNEL_CATS = frozenset({"kernel", "Kernel"})
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,8 @@ def collectives(tr: Trace, steps: Sequence[tuple[int, float, float]]) -> list[Co
     in start order; NCCL kernels when the trace has any, else gloo's host spans."""
     if not steps:
         return []
-    kernel_cats = {i for i, c in enumerate(tr.cats) if c in _KERNEL_CATS}
-    nccl = {i for i, n in enumerate(tr.names) if _NCCL_KERNEL.search(n)}
-    gloo = {i for i, n in enumerate(tr.names) if _GLOO.search(n)}
-    pick = np.isin(tr.name, list(nccl)) & np.isin(tr.cat, list(kernel_cats)) if nccl else np.isin(tr.name, list(gloo))
+    nccl = name_mask(tr, NCCL_KERNEL) & category_mask(tr, KERNEL_CATS)
+    pick = nccl if nccl.any() else name_mask(tr, _GLOO)
     idx = np.flatnonzero(pick)
     idx = idx[np.argsort(tr.ts[idx], kind="stable")]
     starts = np.array([s for _, s, _ in steps])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.classify import KERNEL_CATS, category_mask, name_mask
 from analysis.reader import Trace
 from profiler.contract import vocab
 
@@ -26,7 +27,6 @@ _DDP_FORWARD = re.compile(r"^DistributedDataParallel\.forward$")
 _DP_FORWARD = re.compile(r"^DataParallel\.forward$")
 _FSDP = re.compile(r"FullyShardedDataParallel|^FSDP::|^fsdp::")
 _COLLECTIVE = re.compile(r"^(?:nccl|gloo):(?:all_reduce|allreduce)|^c10d::allreduce_|ncclDevKernel_AllReduce|ncclKernel_AllReduce")
-_GPU_CATS = frozenset({"kernel", "Kernel"})
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,16 @@ class StrategyEvidence:
     backend: str | None
 
 
-def _count(tr: Trace, pattern: re.Pattern[str], counts: np.ndarray) -> int:
-    return int(sum(int(counts[i]) for i, n in enumerate(tr.names) if pattern.search(n)))
+def _count(tr: Trace, pattern: re.Pattern[str]) -> int:
+    return int(np.count_nonzero(name_mask(tr, pattern)))
 
 
 def evidence(tr: Trace, steps: int, worker: str) -> StrategyEvidence:
-    counts = np.bincount(tr.name, minlength=len(tr.names))
-    kernel_cats = [i for i, c in enumerate(tr.cats) if c in _GPU_CATS]
-    on_gpu = tr.device[np.isin(tr.cat, kernel_cats)] if kernel_cats else np.empty(0, np.int64)
+    on_gpu = tr.device[category_mask(tr, KERNEL_CATS)]
     dist = tr.distributed
     return StrategyEvidence(
-        worker=worker, steps=max(steps, 1), ddp_forwards=_count(tr, _DDP_FORWARD, counts), dp_forwards=_count(tr, _DP_FORWARD, counts),
-        fsdp_events=_count(tr, _FSDP, counts), allreduces=_count(tr, _COLLECTIVE, counts),
+        worker=worker, steps=max(steps, 1), ddp_forwards=_count(tr, _DDP_FORWARD), dp_forwards=_count(tr, _DP_FORWARD),
+        fsdp_events=_count(tr, _FSDP), allreduces=_count(tr, _COLLECTIVE),
         gpu_devices=int(len(np.unique(on_gpu[on_gpu >= 0]))),
         world_size=dist.world_size if dist is not None else None, backend=dist.backend if dist is not None else None)
 

@@ -11,8 +11,6 @@ server is stopped by its process group, pass or fail; screenshots go to the test
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,8 +21,7 @@ import pytest
 
 from analysis.report import run_report, to_summary
 from test_tbdash import CORRUPT, GARBAGE, make_logdir
-from test_tensorboard_server import (CHROMIUM, CHROMIUM_ARGS, Server, free_port, get_json, stop_group,
-                                     wait_for)
+from test_tensorboard_server import CHROMIUM, CHROMIUM_ARGS, Server, get_json, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -41,21 +38,10 @@ def logdir(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(logdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("tbdash-server")
-    log = home / "tensorboard.log"
     # cwd outside the checkout and no PYTHONPATH: the installed entry point is what loads the plugin,
     # as with the `tensorboard` command (a stale egg-info in the checkout root cannot shadow it)
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "TMPDIR": str(home)}
-    port = free_port()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-           "--port", str(port), "--reload_interval", "2"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=home, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        srv = Server(f"http://127.0.0.1:{port}", proc, log)
-        wait_for("plugin listing", lambda: get_json(srv.url + "/data/plugins_listing") or None, proc, log)
-        yield srv
-    finally:
-        stop_group(proc)
+    yield from serve(logdir, home, env, cwd=home)
 
 
 def runs_payload(server: Server) -> dict[str, Any]:

@@ -113,24 +113,29 @@ class Server:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def tensorboard(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve(logdir: Path, home: Path, env: dict[str, str], cwd: Path | None = None) -> Iterator[Server]:
+    """A real `tensorboard --logdir` on a free 127.0.0.1 port until the generator closes (stopped by its
+    process group, pass or fail); its log in `home`."""
     port = free_port()
-    home = tmp_path_factory.mktemp("tbserver")
     log = home / "tensorboard.log"
-    # its info file, the data server's port file and the profiler plugin's cache go here, not /tmp:
-    # SIGTERM skips their atexit clean-up
-    env = {**os.environ, "TMPDIR": str(home)}
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep.logdir),
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
            "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "2"]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         server = Server(f"http://127.0.0.1:{port}", proc, log)
         wait_for("plugin listing", lambda: get_json(server.url + "/data/plugins_listing") or None, proc, log)
         yield server
     finally:
         stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def tensorboard(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("tbserver")
+    # its info file, the data server's port file and the profiler plugin's cache go here, not /tmp:
+    # SIGTERM skips their atexit clean-up
+    yield from serve(sweep.logdir, home, {**os.environ, "TMPDIR": str(home)})
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -57,8 +57,6 @@ class ProcessReport(msgspec.Struct, kw_only=True):
     step_times_ms: list[float] = msgspec.field(default_factory=list)
     model: ModelInfo | None = None
     wall_s: float = 0.0
-    trace_written: bool = False
-    outcome: str = vocab.STATUS_RUNNING        # running | complete | failed | interrupted (what the process saw)
     notes: list[str] = msgspec.field(default_factory=list)
 
 

@@ -54,12 +54,15 @@ function hostDarkMode() {
 }
 
 function followTheme() {
+  // one source of truth for the stylesheet: data-theme, from the host's class, else the media query
+  const media = window.matchMedia("(prefers-color-scheme: dark)");
   const apply = () => {
-    const dark = hostDarkMode();
-    if (dark === null) delete document.documentElement.dataset.theme;
-    else document.documentElement.dataset.theme = dark ? "dark" : "light";
+    const host = hostDarkMode();
+    const dark = host === null ? media.matches : host;
+    document.documentElement.dataset.theme = dark ? "dark" : "light";
   };
   apply();
+  media.addEventListener("change", apply);
   try {
     if (window.parent !== window) {
       new MutationObserver(apply).observe(window.parent.document.body, {attributes: true, attributeFilter: ["class"]});
