@@ -146,6 +146,24 @@ def sweep(sets: list[tuple[str, iv.Intervals]], start: float, end: float,
     return parts
 
 
+def step_breakdowns(sets: list[tuple[str, iv.Intervals]], numbers: list[int], windows: NDArray[np.float64],
+                    W: iv.Intervals, t0_us: float) -> list[StepBreakdown]:
+    """Every step's parts from one priority sweep over all the windows (they never share an instant,
+    so this is the per-window `sweep` of each, at once); idle is the rest of the wall as the
+    absolute clock rounds it."""
+    mine = iv.exclusive(sets, W)
+    per_cat = {c: iv.lengths_in(x, windows[:, 0], windows[:, 1]).tolist() for c, x in mine}
+    steps = []
+    for i, (n, (s, e)) in enumerate(zip(numbers, windows)):
+        start, end = float(t0_us + s), float(t0_us + e)
+        parts = {c: 0.0 for c in vocab.CATEGORIES}
+        for c, lengths in per_cat.items():
+            parts[c] = lengths[i]
+        parts[vocab.IDLE] = max(0.0, (end - start) - sum(parts.values()))
+        steps.append(StepBreakdown(n, start, end, parts))
+    return steps
+
+
 def _device_views(ev: Events, windows: NDArray[np.float64], sets: list[tuple[str, iv.Intervals]],
                   has_gpu: bool) -> list[DeviceView]:
     tr = ev.tr
@@ -189,11 +207,13 @@ def _memcpy_stats(ev: Events, W: iv.Intervals) -> list[MemcpyStats]:
     tr = ev.tr
     idx = np.flatnonzero(category_mask(tr, MEMCPY_CATS))
     idx = idx[iv.contains(W, tr.ts[idx])]
-    by_kind: dict[str, list[int]] = {}
-    for i in idx.tolist():
-        by_kind.setdefault(memcpy_kind(tr.names[tr.name[i]]), []).append(i)
-    return [MemcpyStats(k, len(ix), int(np.nansum(tr.nbytes[ix])), float(np.sum(tr.dur[ix])))
-            for k, ix in sorted(by_kind.items())]
+    codes, inverse = np.unique(tr.name[idx], return_inverse=True)     # the kind is read once per name
+    kind_of_code = [memcpy_kind(tr.names[c]) for c in codes.tolist()]
+    kinds = sorted(set(kind_of_code))
+    of = np.array([kinds.index(k) for k in kind_of_code], np.int64)[inverse.reshape(-1)]
+    return [MemcpyStats(k, int(np.count_nonzero(mine := of == j)), int(np.nansum(tr.nbytes[idx[mine]])),
+                        float(np.sum(tr.dur[idx[mine]])))
+            for j, k in enumerate(kinds)]
 
 
 def _comm_overlap(ev: Events, W: iv.Intervals, compute: iv.Intervals, has_gpu: bool) -> float | None:
@@ -215,11 +235,8 @@ def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
     has_gpu = bool(ev.gpu.any())
     numbers, windows, notes = _step_windows(ev)
     sets = category_sets(ev, has_gpu, notes)
-    steps = []
-    for n, (s, e) in zip(numbers, windows):
-        start, end = float(tr.t0_us + s), float(tr.t0_us + e)
-        steps.append(StepBreakdown(n, start, end, sweep(sets, float(s), float(e), wall=end - start)))
     W = iv.union(windows)
+    steps = step_breakdowns(sets, numbers, windows, W, tr.t0_us)
     unknown = Counter(tr.names[i] for i in tr.name[ev.kind == Kind.UNKNOWN].tolist())
     if unknown:
         notes.append(f"{sum(unknown.values())} events of {len(unknown)} unknown kinds counted as unclassified")
@@ -235,14 +252,15 @@ def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
     return ta
 
 
-def analyse_trace(path: Path | str, timeline: bool = False) -> TraceAnalysis:
+def analyse_trace(path: Path | str, timeline: bool = False, read_jobs: int = 1) -> TraceAnalysis:
     """Read and break down one trace file; raises analysis.errors.TraceError for bad input.
 
     A trace that reads but trips the analysis (a shape no real profiler writes) is also
     reported as a one-line TraceError, so one odd file never stops a whole report.
+    read_jobs > 1: a large file is decoded by that many processes (the same result).
     """
     path = Path(path)
-    trace = read_trace(path)
+    trace = read_trace(path, jobs=read_jobs)
     try:
         return analyse(trace, timeline)
     except (ValueError, IndexError, OverflowError, TypeError, KeyError, ZeroDivisionError) as e:

@@ -106,11 +106,24 @@ def classify(trace: Trace) -> NDArray[np.int8]:
     """Kind of every event; the table is applied once per distinct (category, name) pair."""
     if len(trace) == 0:
         return np.empty(0, np.int8)
-    key = trace.cat.astype(np.int64) * max(len(trace.names), 1) + trace.name
-    uniq, inverse = np.unique(key, return_inverse=True)
     n = max(len(trace.names), 1)
+    key = trace.cat.astype(np.int64) * n + trace.name
+    size = max(len(trace.cats), 1) * n
+    if size <= DENSE_KEYS:                 # a lookup table over every (category, name): no sort
+        seen = np.zeros(size, bool)
+        seen[key] = True
+        uniq = np.flatnonzero(seen)
+    else:
+        uniq, inverse = np.unique(key, return_inverse=True)
     kinds = np.array([classify_one(trace.cats[k // n], trace.names[k % n]) for k in uniq.tolist()], np.int8)
-    return kinds[inverse.reshape(-1)]
+    if size > DENSE_KEYS:
+        return kinds[inverse.reshape(-1)]
+    table = np.empty(size, np.int8)
+    table[uniq] = kinds
+    return table[key]
+
+
+DENSE_KEYS = 1 << 24
 
 
 def memcpy_kind(name: str) -> str:
@@ -178,7 +191,9 @@ def category_mask(trace: Trace, cats: frozenset[str]) -> NDArray[np.bool_]:
 
 
 def kind_mask(kind: NDArray[np.int8], *kinds: Kind) -> NDArray[np.bool_]:
-    return np.isin(kind, np.array([int(k) for k in kinds], np.int8))
+    table = np.zeros(256, bool)                 # int8 kinds as a lookup: one pass, no sort
+    table[np.array([int(k) for k in kinds], np.int64) % 256] = True
+    return table[kind.view(np.uint8)]
 
 
 def allreduce_mask(trace: Trace, kind: NDArray[np.int8], on_gpu: bool) -> NDArray[np.bool_]:

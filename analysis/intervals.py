@@ -27,20 +27,25 @@ def make(starts: NDArray, ends: NDArray) -> Intervals:
 
 
 def union(*sets: Intervals) -> Intervals:
-    """Merge any number of interval sets into one merged set."""
+    """Merge any number of interval sets into one merged set (an already merged single set is
+    returned as it is: interval arrays are never changed in place)."""
     parts = [np.asarray(s, np.float64).reshape(-1, 2) for s in sets]
-    a = np.concatenate(parts) if parts else EMPTY
-    a = a[a[:, 1] > a[:, 0]]
+    a = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else EMPTY
+    nonempty = a[:, 1] > a[:, 0]
+    if not nonempty.all():
+        a = a[nonempty]
     if len(a) == 0:
         return EMPTY.copy()
-    a = a[np.argsort(a[:, 0], kind="stable")]
+    if np.any(a[1:, 0] < a[:-1, 0]):      # rows of one trace's events come in start order already
+        a = a[np.argsort(a[:, 0], kind="stable")]
     ends = np.maximum.accumulate(a[:, 1])
-    new_group = np.empty(len(a), dtype=bool)
-    new_group[0] = True
-    new_group[1:] = a[1:, 0] > ends[:-1]
-    first = np.flatnonzero(new_group)
-    last = np.append(first[1:] - 1, len(a) - 1)
-    return np.column_stack((a[first, 0], ends[last]))
+    gaps = np.flatnonzero(a[1:, 0] > ends[:-1])        # a new group starts after each gap
+    if len(gaps) == len(a) - 1:
+        return a                                         # already merged
+    out = np.empty((len(gaps) + 1, 2))
+    out[0, 0], out[1:, 0] = a[0, 0], a[gaps + 1, 0]
+    out[:-1, 1], out[-1, 1] = ends[gaps], ends[-1]
+    return out
 
 
 def _combine(a: Intervals, b: Intervals, keep: str) -> Intervals:
@@ -95,6 +100,24 @@ def total(a: Intervals) -> float:
 def length_in(a: Intervals, start: float, end: float) -> float:
     """Length of a merged set inside [start, end)."""
     return total(clip(a, start, end))
+
+
+def lengths_in(a: Intervals, starts: NDArray, ends: NDArray) -> NDArray[np.float64]:
+    """Length of a merged set inside each [starts[i], ends[i]) at once: F(end) - F(start), where
+    F(t) is the set's length before t (one cumulative sum and two binary searches, no loop)."""
+    a = np.asarray(a, np.float64).reshape(-1, 2)
+    s, e = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
+    if len(a) == 0:
+        return np.zeros(s.shape)
+    before = np.concatenate(([0.0], np.cumsum(a[:, 1] - a[:, 0])))
+
+    def covered_before(t: NDArray[np.float64]) -> NDArray[np.float64]:
+        i = np.searchsorted(a[:, 0], t, side="right")       # rows starting at or before t
+        j = np.maximum(i - 1, 0)                            # the last of them
+        part = np.clip(t - a[j, 0], 0.0, a[j, 1] - a[j, 0])
+        return np.where(i > 0, before[j] + part, 0.0)
+
+    return np.maximum(covered_before(np.maximum(e, s)) - covered_before(s), 0.0)
 
 
 def contains(a: Intervals, points: NDArray) -> NDArray[np.bool_]:

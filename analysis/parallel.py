@@ -2,7 +2,7 @@
 
 A run with 8 rank traces on a machine with spare cores should not wait for them in turn. Each
 trace is independent; a worker's peak memory is known in advance from the file (about
-PEAK_PER_JSON_BYTE x its JSON: the text, the decoded chunk, the columns), so the pool never
+PEAK_PER_JSON_BYTE x its JSON: the columns and one block of text being decoded), so the pool never
 starts more workers than the available memory holds. The one dependency between traces -- the
 first trace of a run with steps gets the timeline the report plots -- is kept by asking the
 first trace for it and, when that one has no steps, the next ones in order afterwards.
@@ -19,10 +19,11 @@ from pathlib import Path
 from analysis.records import TraceAnalysis
 from profiler.cpualloc import affinity_cores
 
-__all__ = ["PEAK_PER_JSON_BYTE", "json_bytes", "available_memory", "pool_size", "analyse_traces"]
+__all__ = ["PEAK_PER_JSON_BYTE", "json_bytes", "available_memory", "pool_size", "split_size", "analyse_traces"]
 
-PEAK_PER_JSON_BYTE = 2.5        # a worker's peak RSS per byte of the trace's JSON (benchmarks/RESULTS.md)
+PEAK_PER_JSON_BYTE = 0.8        # a worker's peak RSS per byte of the trace's JSON, streamed (RESULTS.md: ~0.6)
 WORKER_BASE_BYTES = 150 << 20   # an analysis worker's own interpreter, numpy and msgspec
+SPLIT_PEAK_PER_JSON_BYTE = 0.8  # one trace decoded by several processes: the parent's columns (RESULTS.md: ~0.55)
 
 Outcome = tuple[TraceAnalysis | None, BaseException | None]
 
@@ -60,6 +61,19 @@ def pool_size(paths: Sequence[Path], jobs: int | None = None, memory: int | None
     if memory is not None:
         peak = WORKER_BASE_BYTES + PEAK_PER_JSON_BYTE * max(json_bytes(p) for p in paths)
         want = min(want, max(1, int(memory // peak)))
+    return want
+
+
+def split_size(path: Path, jobs: int | None = None, memory: int | None = None) -> int:
+    """Processes to decode one trace between them (analysis.readsplit): at most `jobs` (default the
+    cores), and what memory holds -- the text once, split among them, plus each one's own base."""
+    want = jobs or affinity_cores() or 1
+    if want <= 1:
+        return 1
+    memory = available_memory() if memory is None else memory
+    if memory is not None:
+        room = memory - SPLIT_PEAK_PER_JSON_BYTE * json_bytes(path)
+        want = min(want, max(1, int(room // WORKER_BASE_BYTES)))
     return want
 
 

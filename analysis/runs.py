@@ -113,11 +113,13 @@ def _record(trace_path: Path, outcome: tuple[TraceAnalysis | None, BaseException
 def analyse_run(run_dir: Path, analyser: TraceAnalyser | None = None,
                 on_trace: Callable[[Path], None] | None = None,
                 trace_paths: Sequence[Path] | None = None,
-                outcomes: Sequence[tuple[TraceAnalysis | None, BaseException | None]] | None = None) -> RunAnalysis:
+                outcomes: Sequence[tuple[TraceAnalysis | None, BaseException | None]] | None = None,
+                read_jobs: int = 1) -> RunAnalysis:
     """run.json + every trace + samples.csv of one folder; problems become RunAnalysis.errors lines.
 
     trace_paths: the folder's find_traces() when the caller already has it (not listed twice);
-    outcomes: the traces already analysed (analysis.parallel), in trace_paths order."""
+    outcomes: the traces already analysed (analysis.parallel), in trace_paths order;
+    read_jobs: processes that decode each (large) trace file between them (analysis.readsplit)."""
     from analysis.breakdown import analyse_trace   # numpy: imported only when there is work
 
     run, reader_notes, err = load_run_json(run_dir)
@@ -130,7 +132,8 @@ def analyse_run(run_dir: Path, analyser: TraceAnalyser | None = None,
             continue
         try:
             if analyser is None:   # the first trace with steps also gets the timeline the report plots
-                outcome = (analyse_trace(trace_path, timeline=not any(t.timeline for t in traces)), None)
+                outcome = (analyse_trace(trace_path, timeline=not any(t.timeline for t in traces),
+                                         read_jobs=read_jobs), None)
             else:
                 outcome = (analyser(trace_path), None)
         except (TraceError, *_REPORTED) as exc:
@@ -173,7 +176,11 @@ def analyse_runs(run_dirs: Sequence[Path], analyser: TraceAnalyser | None = None
                 return [analyse_run(d, trace_paths=paths, outcomes=o) for (d, paths), o in zip(found, outcomes)]
             except (BrokenProcessPool, OSError):      # a worker killed (memory) or no fork: one by one instead
                 bar.reset()
-        return [analyse_run(d, analyser, on_trace=lambda _p: bar.update(1), trace_paths=paths)
+        read_jobs = 1
+        if analyser is None and trace_count == 1 and jobs != 1:
+            from analysis.parallel import split_size
+            read_jobs = split_size(next(p for _, paths in found for p in paths), jobs)
+        return [analyse_run(d, analyser, on_trace=lambda _p: bar.update(1), trace_paths=paths, read_jobs=read_jobs)
                 for d, paths in found]
 
 

@@ -50,7 +50,8 @@ elif tool == "json.load":
         del doc
     info = {"files": len(files)}
 elif tool == "msgspec-only":
-    from analysis.reader import _DECODER, read_bytes
+    from analysis.reader import read_bytes
+    from analysis.tracecolumns import DOCUMENT as _DECODER
     t = time.perf_counter(); raw = read_bytes(path)
     doc = _DECODER.decode(raw); info = {"events": len(doc.traceEvents)}
 elif tool == "hta":

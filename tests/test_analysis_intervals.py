@@ -42,6 +42,9 @@ def test_against_brute_force(a: list, b: list, s: int, e: int) -> None:
     assert grid(iv.clip(iv.union(A), s, e)) == {x for x in ga if s <= x < e}
     u = iv.union(A)
     assert iv.total(u) == len(ga)
+    windows = [(s, e), (e, s), (0, 80), (s, s), (min(s, e), max(s, e))]
+    got = iv.lengths_in(u, np.array([w[0] for w in windows]), np.array([w[1] for w in windows]))
+    assert got.tolist() == [len({x for x in ga if lo <= x < hi}) for lo, hi in windows]   # empty when hi <= lo
     assert np.all(u[1:, 0] > u[:-1, 1]) and np.all(u[:, 1] > u[:, 0])   # merged: sorted, disjoint, non-empty
 
 

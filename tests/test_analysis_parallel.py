@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.parallel import WORKER_BASE_BYTES, json_bytes, pool_size
+from analysis.parallel import (PEAK_PER_JSON_BYTE, SPLIT_PEAK_PER_JSON_BYTE, WORKER_BASE_BYTES, json_bytes,
+                               pool_size, split_size)
 from analysis.report import run_report, to_summary
 from tracebuilder import TraceBuilder
 
@@ -53,7 +54,11 @@ def test_the_pool_never_starts_more_workers_than_memory_holds(tmp_path: Path) ->
         f.write(b'{"traceEvents": [' + b" " * (10 << 20) + b"]}")
     assert big.stat().st_size < 100_000 and json_bytes(big) == (10 << 20) + 19
     paths = [big] * 8
-    peak = WORKER_BASE_BYTES + 2.5 * json_bytes(big)
+    peak = WORKER_BASE_BYTES + PEAK_PER_JSON_BYTE * json_bytes(big)
     assert pool_size(paths, jobs=8, memory=int(3.5 * peak)) == 3
     assert pool_size(paths, jobs=8, memory=int(0.5 * peak)) == 1
     assert pool_size(paths, jobs=2, memory=None) <= 2 and pool_size(paths[:1], jobs=8) == 1
+    text = SPLIT_PEAK_PER_JSON_BYTE * json_bytes(big)      # one trace split: its columns, plus each worker
+    assert split_size(big, jobs=4, memory=int(text + 2.5 * WORKER_BASE_BYTES)) == 2
+    assert split_size(big, jobs=4, memory=1 << 40) == 4 and split_size(big, jobs=1) == 1
+    assert split_size(big, jobs=4, memory=int(text)) == 1
