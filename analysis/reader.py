@@ -2,9 +2,10 @@
 
 Decoding (analysis.tracecolumns) uses msgspec typed structs that name only the fields the
 breakdown needs, so the call stacks, input shapes and the rest of `args` are skipped, never
-built as Python objects (measured against orjson in benchmarks/RESULTS.md). Both forms are accepted: torch 2.x (`cpu_op`, `kernel`, `gpu_memcpy`, ...) and the
-older one (`Operator`, `Runtime`, `Kernel`, `Memcpy`, `Memset`). Any problem with
-the file becomes a one-line TraceError naming it.
+built as Python objects, and it runs as the file streams in, so the text is never held whole
+(benchmarks/RESULTS.md). Both forms are accepted: torch 2.x (`cpu_op`, `kernel`,
+`gpu_memcpy`, ...) and the older one (`Operator`, `Runtime`, `Kernel`, `Memcpy`, `Memset`).
+Any problem with the file becomes a one-line TraceError naming it.
 """
 from __future__ import annotations
 
