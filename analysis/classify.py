@@ -181,19 +181,30 @@ DEVICE_CATEGORY_OF_KIND: tuple[CategoryRule, ...] = tuple(
 def name_mask(trace: Trace, pattern: re.Pattern[str] | tuple[str, ...]) -> NDArray[np.bool_]:
     """Per event: its name matches `pattern` (search) or is one of the names in the tuple."""
     ok = [bool(pattern.search(n)) if isinstance(pattern, re.Pattern) else n in pattern for n in trace.names]
-    return np.array(ok, bool)[trace.name] if ok else np.zeros(len(trace), bool)
+    return _coded_mask(trace.name, ok)
 
 
 def category_mask(trace: Trace, cats: frozenset[str]) -> NDArray[np.bool_]:
     """Per event: its trace category is one of `cats` (e.g. KERNEL_CATS, MEMCPY_CATS)."""
-    ok = [c in cats for c in trace.cats]
-    return np.array(ok, bool)[trace.cat] if ok else np.zeros(len(trace), bool)
+    return _coded_mask(trace.cat, [c in cats for c in trace.cats])
+
+
+def _coded_mask(codes: NDArray[np.int32], ok: list[bool]) -> NDArray[np.bool_]:
+    """Per event: whether its interned value is one of those marked ok (a few: vectorised compares)."""
+    hits = [i for i, y in enumerate(ok) if y]
+    if len(hits) > 8:
+        return np.take(np.array(ok, bool), codes)
+    out = np.zeros(codes.shape, bool)
+    for i in hits:
+        out |= codes == i
+    return out
 
 
 def kind_mask(kind: NDArray[np.int8], *kinds: Kind) -> NDArray[np.bool_]:
-    table = np.zeros(256, bool)                 # int8 kinds as a lookup: one pass, no sort
-    table[np.array([int(k) for k in kinds], np.int64) % 256] = True
-    return table[kind.view(np.uint8)]
+    out = np.zeros(kind.shape, bool)
+    for k in kinds:                             # vectorised compares beat a lookup table 4x here
+        out |= kind == int(k)
+    return out
 
 
 def allreduce_mask(trace: Trace, kind: NDArray[np.int8], on_gpu: bool) -> NDArray[np.bool_]:

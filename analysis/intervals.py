@@ -48,32 +48,43 @@ def union(*sets: Intervals) -> Intervals:
     return out
 
 
-def _combine(a: Intervals, b: Intervals, keep: str) -> Intervals:
-    """Boolean sweep over the boundaries of two sets; keep = 'and' | 'andnot'."""
-    a = union(a)
-    b = union(b)
-    if len(a) == 0 or (len(b) == 0 and keep == "and"):
+def _overlaps(a: Intervals, b: Intervals) -> Intervals:
+    """The intersection of two merged sets: every (row of a, row of b) pair that overlaps, found by
+    binary search, cut to their common part. Both inputs being non-touching, so are the pieces."""
+    lo = np.searchsorted(b[:, 1], a[:, 0], side="right")     # first row of b ending after a row's start
+    hi = np.searchsorted(b[:, 0], a[:, 1], side="left")      # rows of b starting before its end
+    counts = np.maximum(hi - lo, 0)
+    n = int(counts.sum())
+    if n == 0:
         return EMPTY.copy()
-    if len(b) == 0:
-        return a
-    x = np.concatenate((a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
-    da = np.concatenate((np.ones(len(a)), -np.ones(len(a)), np.zeros(2 * len(b))))
-    db = np.concatenate((np.zeros(2 * len(a)), np.ones(len(b)), -np.ones(len(b))))
-    order = np.argsort(x, kind="stable")
-    x, ca, cb = x[order], np.cumsum(da[order]), np.cumsum(db[order])
-    inside = (ca > 0.5) & ((cb > 0.5) if keep == "and" else (cb < 0.5))
-    seg = inside[:-1] & (x[1:] > x[:-1])
-    return union(np.column_stack((x[:-1][seg], x[1:][seg])))
+    ai = np.repeat(np.arange(len(a)), counts)
+    bi = np.arange(n) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    start = np.maximum(a[ai, 0], b[bi, 0])
+    end = np.minimum(a[ai, 1], b[bi, 1])
+    keep = end > start
+    return np.column_stack((start[keep], end[keep]))
+
+
+def _gaps(b: Intervals) -> Intervals:
+    """What a merged set leaves out, from -inf to +inf (non-empty rows: the set is non-touching)."""
+    g = np.empty((len(b) + 1, 2))
+    g[0, 0], g[-1, 1] = -np.inf, np.inf
+    g[1:, 0], g[:-1, 1] = b[:, 1], b[:, 0]
+    return g
 
 
 def intersect(a: Intervals, b: Intervals) -> Intervals:
     """Instants in both a and b."""
-    return _combine(a, b, "and")
+    a, b = union(a), union(b)
+    return _overlaps(a, b) if len(a) and len(b) else EMPTY.copy()
 
 
 def subtract(a: Intervals, b: Intervals) -> Intervals:
     """Instants in a but not in b."""
-    return _combine(a, b, "andnot")
+    a, b = union(a), union(b)
+    if len(a) == 0 or len(b) == 0:
+        return a if len(a) else EMPTY.copy()
+    return _overlaps(a, _gaps(b))
 
 
 def clip(a: Intervals, start: float, end: float) -> Intervals:
