@@ -1,4 +1,4 @@
-"""Traces analysed in a process pool sized to the cores and to memory, with results identical to one by one.
+"""Traces analysed in a process pool sized to the job's CPUs and to memory, with results identical to one by one.
 
 A run with 8 rank traces on a machine with spare cores should not wait for them in turn. Each
 trace is independent; a worker's peak memory is known in advance from the file (about
@@ -17,9 +17,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from analysis.records import TraceAnalysis
-from profiler.cpualloc import affinity_cores
+from profiler.cpualloc import cpu_allocation
 
-__all__ = ["PEAK_PER_JSON_BYTE", "json_bytes", "available_memory", "pool_size", "split_size", "analyse_traces"]
+__all__ = ["PEAK_PER_JSON_BYTE", "json_bytes", "available_memory", "usable_cores", "pool_size", "split_size",
+           "analyse_traces"]
 
 PEAK_PER_JSON_BYTE = 0.8        # a worker's peak RSS per byte of the trace's JSON, streamed (RESULTS.md: ~0.6)
 WORKER_BASE_BYTES = 150 << 20   # an analysis worker's own interpreter, numpy and msgspec
@@ -54,7 +55,7 @@ def available_memory() -> int | None:
 
 def pool_size(paths: Sequence[Path], jobs: int | None = None, memory: int | None = None) -> int:
     """Workers: at most `jobs` (default the cores), the traces, and what memory holds at the largest peak."""
-    want = min(jobs or affinity_cores() or 1, len(paths))
+    want = min(jobs or usable_cores(), len(paths))
     if want <= 1:
         return max(want, 1)
     memory = available_memory() if memory is None else memory
@@ -64,10 +65,16 @@ def pool_size(paths: Sequence[Path], jobs: int | None = None, memory: int | None
     return want
 
 
+def usable_cores() -> int:
+    """The CPUs this job may use (affinity, cgroup quota, HTCondor's Cpus: the smallest), whole, at least 1:
+    a report run inside a 1-CPU slot of a 64-core node must not start 64 workers."""
+    return max(1, int(cpu_allocation().cpus))
+
+
 def split_size(path: Path, jobs: int | None = None, memory: int | None = None) -> int:
     """Processes to decode one trace between them (analysis.readsplit): at most `jobs` (default the
     cores), and what memory holds -- the text once, split among them, plus each one's own base."""
-    want = jobs or affinity_cores() or 1
+    want = jobs or usable_cores()
     if want <= 1:
         return 1
     memory = available_memory() if memory is None else memory

@@ -25,7 +25,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.errors import TraceError
-from profiler.cpualloc import affinity_cores
 from analysis.tracecolumns import (CHUNK_BYTES, Columns, DistInfo, NotChunkable, TraceFile, decode_document,
                                    decode_stream, memory_blocks)
 
@@ -257,7 +256,8 @@ def _gathered(pieces: dict[str, list[NDArray]], take: NDArray[np.intp] | None) -
         return np.take(joined, take)
 
     names = list(pieces)
-    threads = min(4, len(names), affinity_cores() or 1)
+    from analysis.parallel import usable_cores
+    threads = min(4, len(names), usable_cores())
     if threads < 2 or len(take) < GATHER_THREADS_MIN:
         return {c: build(c) for c in names}
     from concurrent.futures import ThreadPoolExecutor

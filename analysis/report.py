@@ -217,7 +217,8 @@ def parser() -> argparse.ArgumentParser:
                    help="tqdm bar while analysing traces (auto: when there are 6 or more)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="processes analysing traces at once, or decoding one large trace between them "
-                        "(default: the cores, fewer if memory is short; 1: one by one in this process)")
+                        "(default: the job's CPUs -- affinity, cgroup quota, HTCondor Cpus -- fewer if memory is short; "
+                        "1: one by one in this process)")
     return p
 
 

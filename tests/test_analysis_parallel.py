@@ -62,3 +62,15 @@ def test_the_pool_never_starts_more_workers_than_memory_holds(tmp_path: Path) ->
     assert split_size(big, jobs=4, memory=int(text + 2.5 * WORKER_BASE_BYTES)) == 2
     assert split_size(big, jobs=4, memory=1 << 40) == 4 and split_size(big, jobs=1) == 1
     assert split_size(big, jobs=4, memory=int(text)) == 1
+
+
+def test_workers_follow_the_jobs_cpu_allocation_not_the_nodes_cores(tmp_path: Path, monkeypatch) -> None:
+    """A report run inside an HTCondor slot of 1.5 CPUs on a big node starts one process, not one per core."""
+    import analysis.parallel as par
+    from profiler.contract.runjson import CpuAllocation
+    p = tmp_path / "rank0.pt.trace.json"
+    p.write_text("{}")
+    monkeypatch.setattr(par, "cpu_allocation", lambda: CpuAllocation(cpus=1.5, source="HTCondor Cpus", affinity=64))
+    assert par.usable_cores() == 1 and pool_size([p] * 8, memory=1 << 40) == 1 and split_size(p, memory=1 << 40) == 1
+    monkeypatch.setattr(par, "cpu_allocation", lambda: CpuAllocation(cpus=4.0, source="cgroup cpu.max", affinity=64))
+    assert pool_size([p] * 8, memory=1 << 40) == 4 and split_size(p, memory=1 << 40) == 4
