@@ -135,33 +135,35 @@ def category_sets(ev: Events, has_gpu: bool, notes: list[str]) -> list[tuple[str
             for r in CATEGORY_OF_KIND]
 
 
+def window_parts(sets: list[tuple[str, iv.Intervals]], windows: NDArray[np.float64],
+                 walls: NDArray[np.float64] | list[float], W: iv.Intervals | None = None) -> list[dict[str, float]]:
+    """Exclusive time of each category in each [start, end) window by priority, from one sweep over
+    all of them (windows never share an instant); idle is the rest of each window's wall (the caller
+    passes the wall as its absolute clock rounds it). W: the windows' union, when already known."""
+    mine = iv.exclusive(sets, iv.union(windows) if W is None else W)
+    per_cat = {c: iv.lengths_in(x, windows[:, 0], windows[:, 1]).tolist() for c, x in mine}
+    out = []
+    for i, wall in enumerate(walls):
+        parts = {c: 0.0 for c in vocab.CATEGORIES}
+        for c, lengths in per_cat.items():
+            parts[c] = lengths[i]
+        parts[vocab.IDLE] = max(0.0, float(wall) - sum(parts.values()))
+        out.append(parts)
+    return out
+
+
 def sweep(sets: list[tuple[str, iv.Intervals]], start: float, end: float,
           wall: float | None = None) -> dict[str, float]:
-    """Exclusive time of each category in [start, end) by priority; idle is the rest of `wall`
-    (default end - start; the caller passes the wall as its absolute clock rounds it)."""
-    parts = {c: 0.0 for c in vocab.CATEGORIES}
-    for cat, mine in iv.exclusive(sets, np.array([[start, end]], np.float64)):
-        parts[cat] = iv.total(mine)
-    parts[vocab.IDLE] = max(0.0, float(end - start if wall is None else wall) - sum(parts.values()))
-    return parts
+    """One window's parts (window_parts); idle is the rest of `wall` (default end - start)."""
+    return window_parts(sets, np.array([[start, end]], np.float64), [end - start if wall is None else wall])[0]
 
 
 def step_breakdowns(sets: list[tuple[str, iv.Intervals]], numbers: list[int], windows: NDArray[np.float64],
                     W: iv.Intervals, t0_us: float) -> list[StepBreakdown]:
-    """Every step's parts from one priority sweep over all the windows (they never share an instant,
-    so this is the per-window `sweep` of each, at once); idle is the rest of the wall as the
-    absolute clock rounds it."""
-    mine = iv.exclusive(sets, W)
-    per_cat = {c: iv.lengths_in(x, windows[:, 0], windows[:, 1]).tolist() for c, x in mine}
-    steps = []
-    for i, (n, (s, e)) in enumerate(zip(numbers, windows)):
-        start, end = float(t0_us + s), float(t0_us + e)
-        parts = {c: 0.0 for c in vocab.CATEGORIES}
-        for c, lengths in per_cat.items():
-            parts[c] = lengths[i]
-        parts[vocab.IDLE] = max(0.0, (end - start) - sum(parts.values()))
-        steps.append(StepBreakdown(n, start, end, parts))
-    return steps
+    """Every step's parts; start, end and wall on the absolute clock."""
+    bounds = [(float(t0_us + s), float(t0_us + e)) for s, e in windows]
+    parts = window_parts(sets, windows, [end - start for start, end in bounds], W)
+    return [StepBreakdown(n, start, end, p) for n, (start, end), p in zip(numbers, bounds, parts)]
 
 
 def _device_views(ev: Events, windows: NDArray[np.float64], sets: list[tuple[str, iv.Intervals]],

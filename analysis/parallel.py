@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -31,13 +30,12 @@ Outcome = tuple[TraceAnalysis | None, BaseException | None]
 
 def json_bytes(path: Path) -> int:
     """The trace's JSON size: the file's, or for gzip its trailer's (mod 4 GiB, at least the file's)."""
+    from analysis.reader import gzip_trailer
+
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
-            if f.read(2) != b"\x1f\x8b":
-                return size
-            f.seek(max(size - 4, 0))
-            return max(size, struct.unpack("<I", f.read(4).rjust(4, b"\0"))[0])
+            return max(size, gzip_trailer(f, size) or 0)
     except OSError:
         return size
 

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from analysis.errors import TraceError
 from analysis.tracecolumns import (CHUNK_BYTES, Columns, DistInfo, NotChunkable, TraceFile, decode_document,
-                                   decode_stream, memory_blocks)
+                                   decode_stream, file_blocks, memory_blocks)
 
 @dataclass(frozen=True)
 class Distributed:
@@ -103,32 +103,25 @@ def _reading(path: Path) -> Iterator[None]:
         raise TraceError(path, f"cannot read ({e.strerror or e})") from None
 
 
-def _is_gzip(f: BinaryIO) -> bool:
-    """gzip is detected by its magic number, not the name."""
-    head = f.read(2)
+def gzip_trailer(f: BinaryIO, size: int) -> int | None:
+    """A gzip file's uncompressed size from its trailer (mod 2**32); None for a file that is not gzip
+    (detected by its magic number, not the name). Leaves the file at its start."""
     f.seek(0)
-    return head == b"\x1f\x8b"
-
-
-def _gzip_json_size(f: BinaryIO, size: int) -> int:
-    """The trailer's uncompressed size (mod 2**32); Kineto JSON inflates ~10-40x, so a hint past
-    64x is most likely a truncated file's garbage tail and is trusted only that far."""
+    if f.read(2) != b"\x1f\x8b":
+        f.seek(0)
+        return None
     f.seek(max(size - 4, 0))
     hint = struct.unpack("<I", f.read(4).rjust(4, b"\0"))[0]
     f.seek(0)
-    return min(hint, size * 64)
+    return hint
 
 
-def _plain_blocks(f: BinaryIO, block_bytes: int = CHUNK_BYTES, stop: int | None = None) -> Iterator[bytes]:
-    """The file from its current position (to `stop`) in blocks."""
-    left = None if stop is None else stop - f.tell()
-    while left is None or left > 0:
-        block = f.read(block_bytes if left is None else min(block_bytes, left))
-        if not block:
-            return
-        if left is not None:
-            left -= len(block)
-        yield block
+def _text_size(f: BinaryIO) -> tuple[bool, int]:
+    """(gzip?, the text's size): a plain file's, or the gzip trailer's -- Kineto JSON inflates ~10-40x,
+    so a hint past 64x is most likely a truncated file's garbage tail and is trusted only that far."""
+    size = os.fstat(f.fileno()).st_size
+    hint = gzip_trailer(f, size)
+    return (False, size) if hint is None else (True, min(hint, size * 64))
 
 
 def _gzip_blocks(f: BinaryIO, block_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -152,11 +145,10 @@ def _gzip_blocks(f: BinaryIO, block_bytes: int = CHUNK_BYTES) -> Iterator[bytes]
 def read_bytes(path: Path) -> bytes | bytearray:
     """The file's whole (decompressed) text, in one preallocated buffer (never held twice)."""
     with _reading(path), open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        gz = _is_gzip(f)
-        buf = bytearray(_gzip_json_size(f, size) if gz else size)
+        gz, size = _text_size(f)
+        buf = bytearray(size)
         n = 0
-        for block in (_gzip_blocks(f, 1 << 24) if gz else _plain_blocks(f, 1 << 24)):
+        for block in (_gzip_blocks(f, 1 << 24) if gz else file_blocks(f, 1 << 24)):
             buf[n:n + len(block)] = block           # grows the buffer when the hint was short
             n += len(block)
         del buf[n:]
@@ -183,11 +175,10 @@ def read_trace(path: Path | str, jobs: int = 1) -> Trace:
 def _read_streaming(path: Path) -> Trace:
     cols = Columns.empty()
     with _reading(path), open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        gz = _is_gzip(f)
-        if (_gzip_json_size(f, size) if gz else size) <= 2 * CHUNK_BYTES:
+        gz, size = _text_size(f)
+        if size <= 2 * CHUNK_BYTES:
             raise NotChunkable                      # small: decoded at once
-        doc = decode_stream(_gzip_blocks(f, CHUNK_BYTES) if gz else _plain_blocks(f, CHUNK_BYTES), cols)
+        doc = decode_stream(_gzip_blocks(f, CHUNK_BYTES) if gz else file_blocks(f, CHUNK_BYTES), cols)
     assert doc is not None
     return _finish(path, cols, doc)
 
@@ -200,16 +191,13 @@ def _read_split(path: Path, jobs: int) -> Trace | None:
     from analysis import readsplit
 
     with _reading(path), open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        if not _is_gzip(f):
-            if size < readsplit.SPLIT_MIN_BYTES:
-                return None
-            parts = readsplit.decode_split(path, jobs)
+        gz, size = _text_size(f)
+        if size < readsplit.SPLIT_MIN_BYTES:
+            return None
+        if gz:
+            parts = readsplit.decode_blocks(_gzip_blocks(f, CHUNK_BYTES), jobs, size, 2 * CHUNK_BYTES)
         else:
-            json_bytes = _gzip_json_size(f, size)
-            if json_bytes < readsplit.SPLIT_MIN_BYTES:
-                return None
-            parts = readsplit.decode_blocks(_gzip_blocks(f, CHUNK_BYTES), jobs, json_bytes, 2 * CHUNK_BYTES)
+            parts = readsplit.decode_split(path, jobs)
     if parts is None:
         return None
     last = parts[-1]

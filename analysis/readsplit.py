@@ -31,8 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.tracecolumns import (CHUNK_BYTES, COLUMN_TYPES, COLUMNS, ENTRY, HEAD_LIMIT, INTERNED, Columns, DistInfo,
-                                   Interner, NotChunkable, add_entries, decode_document, decode_stream,
-                                   events_start)
+                                   EntryCuts, Interner, NotChunkable, add_entries, decode_document, decode_stream,
+                                   events_start, file_blocks)
 
 SPLIT_MIN_BYTES = 64 << 20      # below this a second process costs more than it saves
 PARTS_PER_WORKER = 3            # smaller parts even out ranges that decode at different speeds
@@ -137,7 +137,7 @@ def decode_part(part: Part) -> Decoded:
     cols = Columns.empty()
     with open(part.path, "rb", buffering=0) as f:
         f.seek(part.lo - 1)
-        doc = decode_stream(_blocks(f, part.block_bytes, part.hi), cols, head=part.head, whole=False)
+        doc = decode_stream(file_blocks(f, part.block_bytes, part.hi), cols, head=part.head, whole=False)
     return _decoded(cols, doc)
 
 
@@ -149,20 +149,13 @@ def decode_text(text: bytearray) -> Decoded:
     return _decoded(cols, None)
 
 
-def _decoded(cols: Columns, doc) -> Decoded:
-    placed = _to_shared(cols.parts)
+def _decoded(cols: Columns, doc, share: bool = True) -> Decoded:
+    """A part's result: its columns placed in the shared map when there is one (share: in a worker)."""
+    placed = _to_shared(cols.parts) if share else None
     out = Decoded({} if placed else cols.parts, {c: list(t) for c, t in cols.tables.items()}, cols.n_json, placed)
     if doc is not None:
         out.base_time_ns, out.distributed = doc.baseTimeNanoseconds, doc.distributedInfo
     return out
-
-
-def _blocks(f: BinaryIO, block_bytes: int, stop: int | None) -> Iterator[bytes]:
-    while stop is None or (left := stop - f.tell()) > 0:
-        block = f.read(block_bytes if stop is None else min(block_bytes, left))
-        if not block:
-            return
-        yield block
 
 
 def merge(parts: list[Decoded]) -> tuple[dict[str, list[NDArray]], dict[str, list], int]:
@@ -227,7 +220,7 @@ def decode_blocks(blocks: Iterator[bytes], workers: int, json_bytes: int,
             doc = decode_document(head + tail, cols)
         except msgspec.MsgspecError:
             raise NotChunkable from None
-        last = _decoded_here(cols, doc)
+        last = _decoded(cols, doc, share=False)
         for d in decoded:
             d.shared = shared
         return [*decoded, last]
@@ -240,35 +233,13 @@ def _submit_blocks(pool: ProcessPoolExecutor, blocks: Iterator[bytes], workers: 
     """Cut the stream into tasks of whole entries; returns their futures, the text after the last
     boundary (the document's end) and the document's head."""
     futures: list[Future] = []
-    buf, pos, head = bytearray(), -1, b""
-    for block in blocks:
-        buf += block
-        if pos < 0:
-            start = events_start(buf)
-            if start < 0:
-                if len(buf) > HEAD_LIMIT:
-                    raise NotChunkable
-                continue
-            head, pos = bytes(buf[:start + 1]), start + 1
-        if len(buf) - pos < task_bytes:
-            continue
-        cut = buf.rfind(ENTRY, pos)
-        if cut <= pos:
-            continue
+    cuts = EntryCuts(blocks, min_bytes=task_bytes)
+    for cut in cuts:
         if sum(not f.done() for f in futures) >= 2 * workers:
             wait([f for f in futures if not f.done()], return_when=FIRST_COMPLETED)
-        futures.append(pool.submit(decode_text, buf[pos - 1:cut]))      # one copy, sent as it is
-        del buf[:cut - 1]
-        pos = 1
-    if pos < 0:
-        raise NotChunkable
-    return futures, bytes(buf[pos:]), head
-
-
-def _decoded_here(cols: Columns, doc) -> Decoded:
-    out = Decoded(cols.parts, {c: list(t) for c, t in cols.tables.items()}, cols.n_json)
-    out.base_time_ns, out.distributed = doc.baseTimeNanoseconds, doc.distributedInfo
-    return out
+        futures.append(pool.submit(decode_text, cuts.buf[cuts.pos - 1:cut]))   # one copy, sent as it is
+    assert cuts.head is not None
+    return futures, cuts.rest(), cuts.head
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Union
+from typing import BinaryIO, Union
 
 import msgspec
 import numpy as np
@@ -259,47 +259,81 @@ def add_entries(buf: bytearray, pos: int, cut: int, cols: Columns) -> None:
         buf[pos - 1], buf[end - 1] = before, comma
 
 
+class EntryCuts:
+    """A stream of text blocks cut at entry boundaries as it arrives: iterating yields each `cut`
+    such that entries buf[pos:cut] are whole (read them before the next step: the text before them
+    is then dropped, so only about one block is ever held).
+
+    whole: the stream is the whole document, whose head (up to traceEvents' "[") is found in it;
+    otherwise it starts one byte before an entry boundary (a part cut by analysis.readsplit).
+    min_bytes: cut only once that much text is waiting. After the loop, buf[pos:] is the rest.
+    """
+
+    def __init__(self, blocks: Iterable[bytes | bytearray | memoryview], whole: bool = True,
+                 min_bytes: int = 0) -> None:
+        self.blocks, self.min_bytes = blocks, min_bytes
+        self.buf, self.pos, self.head = bytearray(), (-1 if whole else 1), None
+
+    def __iter__(self) -> Iterator[int]:
+        buf = self.buf
+        for block in self.blocks:
+            buf += block
+            if self.pos < 0:
+                start = events_start(buf)
+                if start < 0:
+                    if len(buf) > HEAD_LIMIT:
+                        raise NotChunkable
+                    continue
+                self.head, self.pos = bytes(buf[:start + 1]), start + 1
+            if len(buf) - self.pos < self.min_bytes:
+                continue
+            cut = buf.rfind(ENTRY, self.pos)
+            if cut > self.pos:
+                yield cut
+                del buf[:cut - 1]                   # O(1) in CPython: the buffer's start moves
+                self.pos = 1
+        if self.pos < 0:
+            raise NotChunkable
+
+    def rest(self) -> bytes:
+        return bytes(self.buf[self.pos:])
+
+
 def decode_stream(blocks: Iterable[bytes | bytearray | memoryview], cols: Columns,
                   head: bytes | None = None, whole: bool = True) -> TraceFile | _StrictTraceFile | None:
-    """Decode a stream of text blocks into cols, every complete entry as soon as it has arrived,
-    so only about one block of text is ever held.
+    """Decode a stream of text blocks into cols, every complete entry as soon as it has arrived.
 
-    whole: the stream is the whole document (its head is found in it). Otherwise it starts one
-    byte before an entry boundary (a part cut by analysis.readsplit) and either is the document's
-    end (`head` given: the document up to traceEvents' "[") or ends just after an entry's comma.
-    Returns the document's head, its events already added (for baseTimeNanoseconds and
-    distributedInfo), or None for a middle part. NotChunkable for any other layout or text that
-    does not decode (the caller decodes the whole text for the exact error).
+    whole: the stream is the whole document. Otherwise it starts one byte before an entry boundary
+    (a part cut by analysis.readsplit) and either is the document's end (`head` given: the document
+    up to traceEvents' "[") or ends just after an entry's comma. Returns the document's head, its
+    events already added (for baseTimeNanoseconds and distributedInfo), or None for a middle part.
+    NotChunkable for any other layout or text that does not decode (the caller decodes the whole
+    text for the exact error).
     """
-    buf = bytearray()
-    pos = -1 if whole else 1
-    for block in blocks:
-        buf += block
-        if pos < 0:
-            start = events_start(buf)
-            if start < 0:
-                if len(buf) > HEAD_LIMIT:
-                    raise NotChunkable
-                continue
-            head, pos = bytes(buf[:start + 1]), start + 1
-        cut = buf.rfind(ENTRY, pos)
-        if cut > pos:
-            add_entries(buf, pos, cut, cols)
-            del buf[:cut - 1]                       # O(1) in CPython: the buffer's start moves
-            pos = 1
-    if pos < 0:
-        raise NotChunkable
+    cuts = EntryCuts(blocks, whole)
+    for cut in cuts:
+        add_entries(cuts.buf, cuts.pos, cut, cols)
+    head = cuts.head if whole else head
     if head is None:
-        if buf[pos:].strip():
-            add_entries(buf, pos, len(buf), cols)
+        if cuts.buf[cuts.pos:].strip():
+            add_entries(cuts.buf, cuts.pos, len(cuts.buf), cols)
         return None
     try:
-        return decode_document(head + bytes(buf[pos:]), cols)
+        return decode_document(head + cuts.rest(), cols)
     except msgspec.MsgspecError:
         raise NotChunkable from None
 
 
 HEAD_LIMIT = 16 << 20           # the document's head (up to traceEvents' "[") must lie in this
+
+
+def file_blocks(f: BinaryIO, block_bytes: int = CHUNK_BYTES, stop: int | None = None) -> Iterator[bytes]:
+    """An open file from its current position (to `stop`) in blocks, for decode_stream."""
+    while stop is None or (left := stop - f.tell()) > 0:
+        block = f.read(block_bytes if stop is None else min(block_bytes, left))
+        if not block:
+            return
+        yield block
 
 
 def memory_blocks(raw: bytes | bytearray, block_bytes: int = CHUNK_BYTES) -> Iterator[memoryview]:
