@@ -19,9 +19,10 @@ help:
 	@echo "make gpu-check  short real-GPU runs + checks (needs a CUDA GPU)"
 
 # The lock pins everything (analysis, the `train` extra, tests); `pip install .` alone is the torch-free analysis.
+# scripts/install_lock.py installs it with a low disk peak (large wheels one at a time, no pip cache).
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements/lock.txt
+	$(PY) scripts/install_lock.py requirements/lock.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
