@@ -38,6 +38,7 @@ def pins(lock: Path) -> list[tuple[str, str]]:
 
 
 def _normal(name: str) -> str:
+    """PEP 503's name rule (packaging.utils.canonicalize_name): packaging is not installed yet when this runs."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
