@@ -12,8 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from profiler.classad import parse_classad
-from profiler.contract.runjson import CpuAllocation
+from .classad import parse_classad
+from .contract.runjson import CpuAllocation
 
 __all__ = ["SOURCE_AFFINITY", "SOURCE_CGROUP", "SOURCE_CONDOR", "parse_cpu_max", "parse_proc_cgroup",
            "cgroup_quota", "condor_cpus", "affinity_cores", "cpu_allocation"]

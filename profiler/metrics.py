@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from profiler.contract import vocab
+from .contract import vocab
 
 try:  # the sampler reports "NVML unavailable" when this is missing
     import pynvml

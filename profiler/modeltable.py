@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from profiler.contract.runjson import Layer, ModelInfo
+from .contract.runjson import Layer, ModelInfo
 
 __all__ = ["describe"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from profiler.contract.runjson import GpuInfo
+from .contract.runjson import GpuInfo
 
 __all__ = [
     "VisibleDevice", "NvmlDevice", "NvmlMig", "parse_visible_devices", "match_device", "cuda_to_nvml",

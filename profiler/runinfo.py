@@ -21,12 +21,12 @@ from typing import Any
 
 import msgspec
 
-from profiler import nvml
-from profiler.classad import parse_classad
-from profiler.contract import vocab
-from profiler.contract.runjson import (ConfigInfo, CudaDevice, Environment, GpuInfo, ModelInfo, Results,
+from . import nvml
+from .classad import parse_classad
+from .contract import vocab
+from .contract.runjson import (ConfigInfo, CudaDevice, Environment, GpuInfo, ModelInfo, Results,
                                        RunInfo, write_json_atomic)
-from profiler.cpualloc import cpu_allocation
+from .cpualloc import cpu_allocation
 
 __all__ = ["RunRecord", "collect_environment", "parse_classad", "condor_ads", "nvidia_topology",
            "cuda_devices_with_nvml_spelling", "write_json_atomic", "JOB_AD_KEYS", "MACHINE_AD_KEYS"]

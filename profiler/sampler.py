@@ -32,9 +32,9 @@ from typing import IO
 
 import msgspec
 
-from profiler import metrics as m
-from profiler.contract.runjson import GpuInfo
-from profiler.sampler_engine import SamplerConfig, SamplerCore
+from . import metrics as m
+from .contract.runjson import GpuInfo
+from .sampler_engine import SamplerConfig, SamplerCore
 
 __all__ = ["Sampler", "SamplerConfig"]
 

@@ -29,11 +29,11 @@ from typing import Any, TextIO
 import msgspec
 import psutil
 
-from profiler import metrics as m
-from profiler import nvml as nvmlmap
-from profiler.clock import Ticker
-from profiler.contract import vocab
-from profiler.contract.runjson import GpuInfo
+from . import metrics as m
+from . import nvml as nvmlmap
+from .clock import Ticker
+from .contract import vocab
+from .contract.runjson import GpuInfo
 
 __all__ = ["SamplerConfig", "SamplerCore", "descendants"]
 
@@ -174,7 +174,10 @@ class SamplerCore:
             t.join(timeout=10)
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as exc:      # the last rows did not fit (a full disk): said, not raised
+                    self.notes.append(f"samples.csv: the last rows could not be written ({exc.strerror or exc})")
                 self._file = None
         if self._nvml is not None:
             self._nvml.close()

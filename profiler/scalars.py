@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from profiler.contract import vocab
-from profiler.contract.samples import read_samples
+from .contract import vocab
+from .contract.samples import read_samples
 
 __all__ = ["samples_to_scalars", "scalar_tag", "ScalarWriter"]
 

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, tensorboard_trace_handler
 
-from profiler.contract.runjson import CudaDevice
-from profiler.nvml import normalise_uuid
+from .contract.runjson import CudaDevice
+from .nvml import normalise_uuid
 
 __all__ = ["Schedule", "make_profiler", "phase", "NullProfiler", "all_threads_config", "devices_to_sync",
            "synchronize_devices", "cuda_devices"]
@@ -94,12 +94,14 @@ def make_profiler(
     enabled: bool = True,
     all_threads: bool = True,
     notes: list[str] | None = None,
+    on_trace_ready: Any = None,
 ) -> profile | NullProfiler:
     """A torch.profiler.profile writing ``<run_dir>/<worker_name>.<ts>.pt.trace.json.gz``.
 
     CPU + CUDA activities when ``cuda``; shapes and stacks off (they bloat the
     trace and slow the step). ``notes`` (if given) receives any fallback, e.g.
-    a torch without ``profile_all_threads``; otherwise it becomes a warning.
+    a torch without ``profile_all_threads``; otherwise it becomes a warning. ``on_trace_ready``
+    replaces the file writer (attach names each file it writes).
     """
     if not enabled:
         return NullProfiler()
@@ -116,7 +118,8 @@ def make_profiler(
         activities=activities,
         schedule=torch.profiler.schedule(wait=schedule.wait, warmup=schedule.warmup,
                                          active=schedule.active, repeat=schedule.repeat),
-        on_trace_ready=tensorboard_trace_handler(str(run_dir), worker_name=worker_name, use_gzip=True),
+        on_trace_ready=on_trace_ready or tensorboard_trace_handler(str(run_dir), worker_name=worker_name,
+                                                                   use_gzip=True),
         record_shapes=False,
         with_stack=False,
         experimental_config=experimental,

@@ -5,7 +5,8 @@
 # It also checks that every run.json names each CUDA index by the UUID NVML sampled for it
 # (torch's uuid -> the sampler's NVML handle), and that the model table has its layer shapes.
 # With one GPU, dp and dp-layerwise run on --device-ids 0,0 (the DP code path on one card).
-# profiler.attach runs the seed-style test script plain and under nn.DataParallel (ids 0,0 on one GPU).
+# profiler.attach runs the seed-style test script plain and under nn.DataParallel (ids 0,0 on one GPU),
+# and an mp.spawn NCCL DDP script stopped by --steps.
 #
 #   scripts/gpu_check.sh [OUT]            (default OUT: traces/gpu_check)
 #   WIDTH=0.25 STEPS=6 scripts/gpu_check.sh
@@ -67,6 +68,19 @@ attach() {   # attach NAME SCRIPT-ARGS...: profiler.attach on the seed-style tes
 attach attach-single 8
 if [ "$N" -ge 2 ]; then attach attach-dp 8 0,1; else attach attach-dp 8 0,0; fi
 
+# the DDP tutorial's launch: ranks from torch.multiprocessing.spawn, NCCL, one GPU per rank; --steps
+# stops the 400-step job once profiled (the run is complete, attach exits 0)
+SPAWN_WORLD=$(( N >= 2 ? 2 : 1 ))
+echo; echo "== attach-spawn: python -m profiler.attach --steps 6 -- python tests/attach_scripts/ddp_spawn.py --device cuda --world $SPAWN_WORLD"
+t0=$SECONDS
+if timeout "$RUN_TIMEOUT" "$PY" -m profiler.attach --out "$OUT" --name attach-spawn --overwrite --steps 6 \
+        --sample-period 0.05 -- "$PY" tests/attach_scripts/ddp_spawn.py --device cuda --world "$SPAWN_WORLD" \
+        --steps 400 --batch 64; then
+    echo "== attach-spawn finished in $(( SECONDS - t0 )) s"
+else
+    echo "== attach-spawn exited $? after $(( SECONDS - t0 )) s"
+fi
+
 echo
 rc=0
 "$PY" scripts/check_runs.py "$OUT"/*/ || rc=$?
@@ -84,7 +98,8 @@ for d in sys.argv[1:]:
     nvml = {g.index: g.uuid for g in env.gpus}
     ok = bool(cuda) and cuda == nvml and all(u and u.startswith(("GPU-", "MIG-")) for u in cuda.values())
     layers = info.model.layers or []
-    ok = ok and len(layers) == 9 and all(l.input_shape and l.output_shape and l.flops > 0 for l in layers)
+    expected = 2 if Path(d).name == "attach-spawn" else 9     # ddp_spawn.py's conv + linear; the seed's 6 + 3
+    ok = ok and len(layers) == expected and all(l.input_shape and l.output_shape and l.flops > 0 for l in layers)
     print(f"  {'ok  ' if ok else 'FAIL'} {Path(d).name}: cuda {cuda} nvml {nvml}; {len(layers)} layers")
     bad += not ok
 sys.exit(1 if bad else 0)

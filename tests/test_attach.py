@@ -57,14 +57,14 @@ def test_run_names_come_from_the_script_module_or_program() -> None:
     assert script_name(["python", "-m", "torch.distributed.run", "--nproc_per_node=4", "x.py"]) == "x"
     assert script_name(["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "a.b"]) == "b"
     assert script_name(["bash", "-c", "sleep 2"]) == "bash"
+    assert script_name(["bash", "condor/run.sh", "--sweep", "x"]) == "run"         # a shell wrapper: its script
     assert torchrun_args(["python", "train.py"]) is None
     assert torchrun_args(["torchrun", "--nnodes", "2", "t.py"]) == ["--nnodes", "2", "t.py"]
 
 
 def test_helpers_of_the_tree_are_not_profiled() -> None:
-    spawn = ["/v/bin/python", "-B", "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=4)",
-             "--multiprocessing-fork"]
-    assert helper_role(spawn, {}) == "a multiprocessing child"
+    tracker = ["/v/bin/python", "-B", "-c", "from multiprocessing.resource_tracker import main;main(5)"]
+    assert helper_role(tracker, {}) == "multiprocessing's helper"
     assert helper_role(["/v/bin/python", "/v/bin/torchrun", "--nproc-per-node", "2", "t.py"], {}) == "torchrun's agent"
     assert helper_role(["/v/bin/python", "-m", "torch.distributed.run", "t.py"], {}) == "torchrun's agent"
     assert helper_role(["/v/bin/python", "-u", "t.py"], {"LOCAL_RANK": "1"}) is None     # a rank torchrun started

@@ -206,7 +206,8 @@ IMPORT_TO_DIST = {"pynvml": "nvidia-ml-py", "PIL": "pillow"}
 
 
 def _third_party_imports() -> set[str]:
-    local = {"models", "profiler", "analysis"}
+    local = {"models", "profiler", "analysis",
+             "_scalescope_private"}       # attach's boot folder: scalescope's own loader, on the command's path
     found: set[str] = set()
     for pkg in local:
         for py in (ROOT / pkg).rglob("*.py"):

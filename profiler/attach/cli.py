@@ -2,13 +2,17 @@
 
 It owns the run folder as `models.train` does: checks the input (exit 2, nothing written),
 writes run.json (running, then complete / failed with the command's code / interrupted),
-samples the host and the whole process tree, forwards SIGTERM/SIGINT to COMMAND (as SIGTERM,
-which every attached process turns into a flushed trace), and exits with COMMAND's exit code.
-It never imports torch: the training processes report what they saw (profiler.attach.report).
+samples the host and the whole process tree, runs COMMAND in its own process group and forwards
+SIGTERM/SIGINT/SIGHUP to all of it (as SIGTERM, which every attached process turns into a flushed
+trace), stops it after `--steps` / `--duration`, leaves nothing of it running, and exits with
+COMMAND's exit code (0 when it stopped it on purpose). It never imports torch: the training
+processes report what they saw (profiler.attach.report).
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import os
 import shutil
 import signal
@@ -21,32 +25,43 @@ from typing import Any
 
 import msgspec
 
-from profiler import nvml
-from profiler.attach import command as cmdline
-from profiler.attach.report import ENV, AttachSettings, as_config, merge, read_reports
-from profiler.contract import vocab
-from profiler.contract.runfiles import clear_run_files, is_run_folder
-from profiler.contract.runjson import ConfigInfo, ModelInfo, ProfilerSchedule
-from profiler.runinfo import RunRecord, collect_environment
-from profiler.sampler import Sampler, SamplerConfig
+from .. import nvml
+from . import command as cmdline
+from . import group
+from .report import (ENV, AttachSettings, ProcessReport, all_stopped, as_config, merge, read_reports,
+                                    untrained_traces)
+from ..contract import vocab
+from ..contract.runfiles import clear_run_files, is_run_folder
+from ..contract.runjson import ConfigInfo, ModelInfo, ProfilerSchedule
+from ..runinfo import RunRecord, collect_environment
+from ..sampler import Sampler, SamplerConfig
 
 __all__ = ["main", "build_parser"]
 
+
 BOOT_DIR = Path(__file__).resolve().parent / "boot"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GRACE_S = 120.0      # after forwarding a signal, how long the tree gets to flush before SIGKILL
+GRACE_S = 120.0       # after a signal or a stop, how long the tree gets to flush before SIGKILL
+LEFTOVER_GRACE_S = 10.0   # the group's processes still running after its leader exited
+POLL_S = 0.25
 
 EPILOG = """\
 examples:
   python -m profiler.attach -- python train.py --epochs 1
-  python -m profiler.attach --name seed-dp -- python two/model.py
+  python -m profiler.attach --steps 20 -- python train.py --epochs 10     # profile, then stop it
+  python -m profiler.attach -- python ddp_spawn.py      # ranks from torch.multiprocessing.spawn
   python -m profiler.attach -- torchrun --nproc-per-node 2 train_ddp.py
+  python -m profiler.attach --name seed-dp -- bash run.sh
   python -m analysis.report traces/train-1cpu       # the attached run, explained
 
-Every Python process of COMMAND that imports torch is profiled (not DataLoader workers, not
-torchrun's agent): the schedule advances on each optimizer step; the steps before the first one
-count as the first `wait` step. The folder is <out>/<name>, renamed <name>-<N><gpu|cpu> at the end
-when the processes showed how many devices of which kind they trained on (not with --name).
+Every Python process of COMMAND that trains is profiled -- it initialises a process group, builds an
+optimizer or steps one -- however it was started: directly, behind a shell script, by torchrun, by
+torch.multiprocessing.spawn / start_processes or multiprocessing.Process. DataLoader workers and
+torchrun's agent are not. The schedule advances on each optimizer step; the steps before the first one
+count as the first `wait` step. Only scalescope's boot folder goes on PYTHONPATH: your own `models`,
+`profiler` or `analysis` modules are the ones your script imports. The folder is <out>/<name>, renamed
+<name>-<N><gpu|cpu> at the end when the processes showed how many devices of which kind they trained
+on (not with --name). COMMAND runs in its own process group: a signal to attach reaches all of it, and
+nothing of it outlives attach.
 """
 
 
@@ -54,32 +69,59 @@ class UsageError(Exception):
     """Bad input: one line, exit 2, nothing written."""
 
 
-def _count(name: str) -> Any:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:    # one line, not argparse's usage block
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _count(name: str, least: int = 0) -> Any:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < (1 if name == "active" else 0):
-            raise argparse.ArgumentTypeError(f"{name} must be >= {1 if name == 'active' else 0}, got {value}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {least}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(name: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{name} must be finite and positive, got {text!r}")
         return value
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m profiler.attach", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Profile an unchanged training script into a scalescope run folder.")
+    p = _Parser(prog="python -m profiler.attach", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Profile an unchanged training script into a scalescope run folder.")
     p.add_argument("--out", default="traces", help="parent folder of the run folder (default: traces)")
     p.add_argument("--name", default=None, help="run folder name (default: the script's name, with -<N><gpu|cpu>)")
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing run folder")
     p.add_argument("--wait", type=_count("wait"), default=1, help="optimizer steps skipped (default 1: the first)")
     p.add_argument("--warmup", type=_count("warmup"), default=1, help="steps profiled but not kept (default 1)")
-    p.add_argument("--active", type=_count("active"), default=3, help="steps recorded (default 3)")
+    p.add_argument("--active", type=_count("active", 1), default=3, help="steps recorded (default 3)")
     p.add_argument("--repeat", type=_count("repeat"), default=1, help="cycles of wait+warmup+active (0: forever)")
-    p.add_argument("--sample-period", type=float, default=0.1, help="seconds between host/NVML samples (default 0.1)")
+    p.add_argument("--steps", type=_count("steps", 1), default=None, metavar="N",
+                   help="stop COMMAND after N optimizer steps in every rank (at least wait+warmup+active); "
+                        "the run is complete and attach exits 0 (default: run COMMAND to its end)")
+    p.add_argument("--duration", type=_seconds("--duration"), default=None, metavar="S",
+                   help="stop COMMAND once S seconds have passed since its first optimizer step and the "
+                        "profiled steps are recorded, like nsys profile --duration")
+    p.add_argument("--sample-period", type=_seconds("--sample-period"), default=0.1,
+                   help="seconds between host/NVML samples (default 0.1)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     return p
+
+
+def _settings_steps(args: argparse.Namespace) -> int:
+    return (args.wait + args.warmup + args.active) * max(args.repeat, 1)
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -88,10 +130,11 @@ def _command(args: argparse.Namespace) -> list[str]:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("no command: python -m profiler.attach [options] -- COMMAND [ARGS...]")
+    if args.steps is not None and args.steps < _settings_steps(args):
+        raise UsageError(f"--steps {args.steps} stops before the profiled steps are recorded: it must be at least "
+                         f"wait + warmup + active{' x repeat' if args.repeat > 1 else ''} = {_settings_steps(args)}")
     if cmdline.resolve_executable(cmd[0]) is None:
         raise UsageError(f"command not found: {cmd[0]}")
-    if not args.sample_period > 0:
-        raise UsageError(f"--sample-period must be positive, got {args.sample_period}")
     return cmd
 
 
@@ -111,54 +154,12 @@ def visible_gpus(environ: dict[str, str] | os._Environ[str]) -> int:
         return 0
 
 
-def child_env(settings: AttachSettings) -> dict[str, str]:
-    env = dict(os.environ)
-    parts = [str(BOOT_DIR), str(REPO_ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-    env["PYTHONPATH"] = os.pathsep.join(parts)
+def child_env(settings: AttachSettings, environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
+    """COMMAND's environment: the boot folder first on PYTHONPATH and nothing else of scalescope's."""
+    env = dict(os.environ if environ is None else environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env[ENV] = msgspec.json.encode(settings).decode()
     return env
-
-
-class _Signals:
-    """SIGTERM/SIGINT to attach: forwarded once to COMMAND as SIGTERM; the same signal again kills the tree."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self.at: float | None = None
-        self.child: subprocess.Popen[bytes] | None = None
-
-    def install(self) -> "_Signals":
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        child = self.child
-        if self.signum and child is not None and child.poll() is None and signum == self.signum \
-                and self.at is not None and time.monotonic() - self.at > 1.0:
-            _kill_tree(child.pid)
-            return
-        if not self.signum:
-            self.signum, self.at = signum, time.monotonic()
-            if child is not None and child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-
-def _kill_tree(pid: int) -> None:
-    try:
-        import psutil
-        procs = psutil.Process(pid).children(recursive=True)
-    except Exception:
-        procs = []
-    for p in procs:
-        try:
-            p.kill()
-        except Exception:
-            pass
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def _final_name(name: str, config: dict[str, object]) -> str:
@@ -168,50 +169,132 @@ def _final_name(name: str, config: dict[str, object]) -> str:
     return name
 
 
-def run(args: argparse.Namespace, cmd: list[str]) -> int:
+def _check_out(out: Path, run_dir: Path) -> None:
+    for path in (out, run_dir):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is not a folder" + (" (--out names a file)" if path == out else ""))
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+
+
+def _made_folders(run_dir: Path) -> list[Path]:
+    """The folders mkdir(parents=True) will create, deepest first (removed again on a failed start)."""
+    made = []
+    path = run_dir
+    while not path.exists() and path != path.parent:
+        made.append(path)
+        path = path.parent
+    return made
+
+
+def run(args: argparse.Namespace, cmd: list[str], signals: group.Signals) -> int:
     name = args.name or cmdline.script_name(cmd)
     out = Path(args.out).expanduser()
     run_dir = out / name
+    _check_out(out, run_dir)
     if is_run_folder(run_dir) and not args.overwrite:
         raise UsageError(f"{run_dir} already holds a run; pass --overwrite to replace it, or --name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    if args.overwrite:
-        left = clear_run_files(run_dir)
-        if left:
-            notes.append(f"--overwrite kept files this run did not write: {', '.join(left[:10])}")
+    made = _made_folders(run_dir)
     state_dir = Path(tempfile.mkdtemp(prefix="scalescope-attach-"))
     settings = AttachSettings(run_dir=str(run_dir.resolve()), state_dir=str(state_dir), wait=args.wait,
-                              warmup=args.warmup, active=args.active, repeat=args.repeat)
+                              warmup=args.warmup, active=args.active, repeat=args.repeat,
+                              stop_steps=args.steps, duration_s=args.duration)
     schedule = ProfilerSchedule(wait=args.wait, warmup=args.warmup, active=args.active, repeat=args.repeat)
     record = RunRecord(run_dir, name, ConfigInfo(profiler=schedule, sample_period_s=args.sample_period,
                                                  argv=["profiler.attach", "--", *cmd]))
+    notes: list[str] = []
     n_gpus = visible_gpus(os.environ)
     sampler = Sampler(SamplerConfig(csv_path=str(run_dir / vocab.SAMPLES_CSV), period_s=args.sample_period,
                                     n_gpus=n_gpus, root_pid=os.getpid()))
-    signals = _Signals().install()
-    record.start(collect_environment(n_gpus, None, with_torch=False), ModelInfo())
-    sampler.start()
-    t0 = time.perf_counter()
-    rc: int
     try:
         try:
-            signals.child = subprocess.Popen(cmd, env=child_env(settings))
-        except OSError as exc:       # found but not runnable (permissions, bad interpreter line)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if args.overwrite:
+                left = clear_run_files(run_dir)
+                if left:
+                    notes.append(f"--overwrite kept files this run did not write: {', '.join(left[:10])}")
+            record.start(collect_environment(n_gpus, None, with_torch=False), ModelInfo())
+            _reserve(run_dir)
+            sampler.start()
+        except OSError as exc:
             sampler.stop()
-            record.finish(vocab.STATUS_FAILED, f"could not start {cmd[0]}: {exc.strerror or exc}", None, notes)
-            print(f"error: could not start {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        rc = _wait(signals)
+            _undo_start(run_dir, made)
+            raise UsageError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
+        return _run_command(args, cmd, signals, settings, record, sampler, notes, out, name)
     finally:
-        wall = time.perf_counter() - t0
+        _release(record.run_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _undo_start(run_dir: Path, made: list[Path]) -> None:
+    """A start that failed leaves nothing: our run.json (and its temp files), the folders we made."""
+    for pattern in (vocab.RUN_JSON, vocab.SAMPLES_CSV, f".{vocab.RUN_JSON}.*.tmp", RESERVE):
+        for f in run_dir.glob(pattern):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _run_command(args: argparse.Namespace, cmd: list[str], signals: group.Signals, settings: AttachSettings,
+                 record: RunRecord, sampler: Sampler, notes: list[str], out: Path, name: str) -> int:
+    run_dir = record.run_dir
+    state_dir = Path(settings.state_dir)
+    if signals.signum:                   # a Ctrl-C during attach's own start-up: the command never starts
         sampler.stop()
+        why = signal.Signals(signals.signum).name
+        _finish(record, vocab.STATUS_INTERRUPTED, f"stopped by {why} before the command started", None, notes)
+        print(f"run interrupted before the command started: {run_dir}", file=sys.stderr)
+        return 128 + signals.signum
+    watchdog = group.Watchdog().start()
+    t0 = time.perf_counter()
+    try:
+        child = subprocess.Popen(cmd, env=child_env(settings), start_new_session=True)
+    except OSError as exc:               # found but not runnable (permissions, bad interpreter line)
+        watchdog.done()
+        sampler.stop()
+        _finish(record, vocab.STATUS_FAILED, f"could not start {cmd[0]}: {exc.strerror or exc}", None, notes)
+        print(f"error: could not start {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    pgid = child.pid
+    watchdog.watch(pgid)
+    if watchdog.note:
+        notes.append(watchdog.note)
+    signals.pgid = pgid
+    signals.forward()                    # a signal that came while it started
+    stopped: str | None = None
+    try:
+        rc, stopped = _supervise(child, pgid, signals, settings)
+    except BaseException as exc:         # attach itself failed: nothing of the command outlives it
+        group.end_group(pgid, LEFTOVER_GRACE_S)
+        watchdog.done()
+        sampler.stop()
+        _finish(record, vocab.STATUS_FAILED, f"attach failed: {type(exc).__name__}: {exc}", None, notes)
+        raise
+    wall = time.perf_counter() - t0
+    signalled = bool(signals.signum or stopped)
+    group.end_group(pgid, GRACE_S if signalled else LEFTOVER_GRACE_S, signalled=signalled)
+    watchdog.done()
+    sampler.stop()
     reports, read_notes = read_reports(state_dir)
-    shutil.rmtree(state_dir, ignore_errors=True)
     merged = merge(reports, wall)
+    for dropped in untrained_traces(reports):
+        try:
+            (run_dir / dropped).unlink()
+            notes.append(f"attach: dropped {dropped}, the trace of a process that trained nothing (a launcher)")
+        except OSError:
+            pass
     traces = sorted(p.name for s in vocab.TRACE_SUFFIXES for p in run_dir.glob(f"*{s}"))
     notes += read_notes + merged.notes + sampler.notes
-    if reports and not traces:
+    if reports and not traces and not any(r.write_error for r in reports):
         notes.append(f"no trace was written: the processes exited before the profiler's active steps "
                      f"(wait {args.wait}, warmup {args.warmup}, active {args.active} optimizer steps)")
     info = record.info
@@ -222,42 +305,120 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
     env.torch, env.cuda, env.cudnn = merged.versions
     if merged.cuda_devices:
         env.cuda_devices = merged.cuda_devices
-    status, message = _status(rc, signals.signum)
-    record.finish(status, message, merged.results, notes)
-    final = run_dir
-    if not args.name:
-        target = out / _final_name(name, merged.config)
-        if target != run_dir:
-            if is_run_folder(target) and args.overwrite:
-                clear_run_files(target)
-            if target.exists() and any(target.iterdir()):
-                print(f"note: {target} exists; this run stays in {run_dir} (--overwrite replaces it)", file=sys.stderr)
-            else:
-                if target.exists():
-                    target.rmdir()
-                run_dir.rename(target)
-                final = target
-                record.run_dir, record.path = target, target / vocab.RUN_JSON
-                info.name = target.name
-                record.write()
-    print(f"run {status}: {final} ({len(traces)} trace{'s' if len(traces) != 1 else ''})", file=sys.stderr)
-    return rc
+    status, message = _status(rc, signals.signum, stopped, settings, reports)
+    full = _disk_full(reports, sampler.notes)
+    if full is not None:
+        status, message = vocab.STATUS_FAILED, full
+    if not _finish(record, status, message, merged.results, notes):
+        return rc
+    _release(run_dir)
+    final = _rename(record, args, out, name, merged.config)
+    print(f"run {status}: {final} ({len(traces)} trace{'s' if len(traces) != 1 else ''})"
+          + (f" -- {message}" if stopped else ""), file=sys.stderr)
+    return 0 if stopped and full is None else rc
 
 
-def _wait(signals: _Signals) -> int:
-    child = signals.child
-    assert child is not None
+RESERVE = ".run.json.reserve"      # space held at start so that the final run.json fits on a disk that filled
+RESERVE_BYTES = 1 << 20
+
+
+def _reserve(run_dir: Path) -> None:
+    with open(run_dir / RESERVE, "wb") as f:
+        f.write(bytes(RESERVE_BYTES))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _release(run_dir: Path) -> None:
+    try:
+        (run_dir / RESERVE).unlink()
+    except OSError:
+        pass
+
+
+def _finish(record: RunRecord, status: str, message: str | None, results: Any, notes: list[str]) -> bool:
+    """record.finish; on a full disk, the reserve is given back and run.json written failed; one line
+    when even that fails (the command's code is still returned)."""
+    try:
+        record.finish(status, message, results, notes)
+        return True
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    _release(record.run_dir)
+    if status != vocab.STATUS_FAILED:
+        record.info.status = vocab.STATUS_FAILED
+        record.info.message = f"the run folder's disk filled: run.json could not be rewritten ({why})"
+    try:
+        record.write()
+        return True
+    except OSError as exc:
+        print(f"error: could not write {record.path}: {exc.strerror or exc} (run status: {record.info.status}"
+              f"{', ' + record.info.message if record.info.message else ''})", file=sys.stderr)
+        return False
+
+
+def _rename(record: RunRecord, args: argparse.Namespace, out: Path, name: str, config: dict[str, object]) -> Path:
+    run_dir = record.run_dir
+    if args.name:
+        return run_dir
+    target = out / _final_name(name, config)
+    if target == run_dir:
+        return run_dir
+    try:
+        if is_run_folder(target) and args.overwrite:
+            clear_run_files(target)
+        if target.exists() and any(target.iterdir()):
+            print(f"note: {target} exists; this run stays in {run_dir} (--overwrite replaces it)", file=sys.stderr)
+            return run_dir
+        if target.exists():
+            target.rmdir()
+        run_dir.rename(target)
+    except OSError as exc:
+        print(f"note: could not rename {run_dir} to {target.name}: {exc.strerror or exc}", file=sys.stderr)
+        return run_dir
+    record.run_dir, record.path = target, target / vocab.RUN_JSON
+    record.info.name = target.name
+    try:
+        record.write()
+    except OSError as exc:
+        print(f"error: could not write {record.path}: {exc.strerror or exc}", file=sys.stderr)
+    return target
+
+
+def _supervise(child: subprocess.Popen[bytes], pgid: int, signals: group.Signals,
+               settings: AttachSettings) -> tuple[int, str | None]:
+    """Wait for COMMAND; stop its group when every rank reached --steps/--duration; SIGKILL after a grace."""
+    state_dir = Path(settings.state_dir)
+    watch_stop = settings.stop_steps is not None or settings.duration_s is not None
+    stopped: str | None = None
+    stopped_at: float | None = None
     while True:
         try:
-            rc = child.wait(timeout=0.5)
+            rc = child.wait(timeout=POLL_S)
             break
         except subprocess.TimeoutExpired:
-            if signals.at is not None and time.monotonic() - signals.at > GRACE_S:
-                _kill_tree(child.pid)
-    return 128 - rc if rc < 0 else rc
+            pass
+        now = time.monotonic()
+        since = min(t for t in (signals.at, stopped_at, now + 1) if t is not None)
+        if now - since > GRACE_S:
+            group.signal_group(pgid, signal.SIGKILL)
+        if watch_stop and stopped is None and not signals.signum:
+            reports, _ = read_reports(state_dir)
+            if all_stopped(reports):
+                stopped = "steps" if any(r.stopped == "steps" for r in reports) else "duration"
+                stopped_at = now
+                group.signal_group(pgid, signal.SIGTERM)
+    return (128 - rc if rc < 0 else rc), stopped
 
 
-def _status(rc: int, signum: int) -> tuple[str, str | None]:
+def _status(rc: int, signum: int, stopped: str | None, settings: AttachSettings,
+            reports: list[ProcessReport]) -> tuple[str, str | None]:
+    if stopped == "steps":
+        return vocab.STATUS_COMPLETE, f"stopped after {settings.stop_steps} steps by --steps"
+    if stopped == "duration":
+        steps = max((r.optimizer_steps for r in reports), default=0)
+        return vocab.STATUS_COMPLETE, (f"stopped after {settings.duration_s:g} s of training by --duration "
+                                       f"({steps} steps)")
     if signum:
         return vocab.STATUS_INTERRUPTED, f"stopped by {signal.Signals(signum).name} (the command exited with code {rc})"
     if rc == 0:
@@ -270,11 +431,24 @@ def _status(rc: int, signum: int) -> tuple[str, str | None]:
     return vocab.STATUS_FAILED, f"the command exited with code {rc}"
 
 
+def _disk_full(reports: list[ProcessReport], sampler_notes: list[str]) -> str | None:
+    """A run folder whose disk filled during the run is failed, whatever the command did."""
+    text = os.strerror(errno.ENOSPC)
+    for r in reports:
+        if r.write_error and text in r.write_error:
+            return f"the run folder's disk filled: a trace was not written ({r.write_error})"
+    for n in sampler_notes:
+        if text in n:
+            return f"the run folder's disk filled: samples.csv is incomplete ({n})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    signals = group.Signals().install()   # first: a Ctrl-C during start-up means the command never starts
     args = build_parser().parse_args(argv)
     try:
         cmd = _command(args)
-        return run(args, cmd)
+        return run(args, cmd, signals)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

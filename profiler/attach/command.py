@@ -78,9 +78,15 @@ def _torchrun_script(args: Sequence[str]) -> list[str]:
     return ["-m", *rest] if module and rest else rest
 
 
+_SHELLS = {"sh", "bash", "dash", "zsh", "ksh"}
+
+
 def script_name(command: Sequence[str]) -> str:
-    """A run name from the command: the script's stem, the module's last part, else the program's name."""
+    """A run name from the command: the script's stem (Python's, or a shell wrapper's), the module's last
+    part, else the program's name."""
     words = list(command)
+    if len(words) > 1 and os.path.basename(words[0]) in _SHELLS and not words[1].startswith("-"):
+        return _safe(os.path.splitext(os.path.basename(words[1]))[0]) or "run"
     tr = torchrun_args(words)
     if tr is not None:
         words = ["python", *_torchrun_script(tr)]
@@ -108,12 +114,12 @@ def resolve_executable(word: str) -> str | None:
 
 
 def helper_role(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> str | None:
-    """Why a Python process of the tree is not a training process (a multiprocessing child, torchrun's
-    agent), else None. `argv` is `sys.orig_argv`: the interpreter's whole command line."""
+    """Why a process started by exec is a helper, never a training process (multiprocessing's resource
+    tracker or fork server, torchrun's agent), else None. `argv` is `sys.orig_argv`: the interpreter's
+    whole command line. Multiprocessing's children are told apart by what they do (inprocess)."""
     joined = " ".join(argv)
-    if "--multiprocessing-fork" in argv or "multiprocessing.spawn" in joined \
-            or "multiprocessing.resource_tracker" in joined or "multiprocessing.forkserver" in joined:
-        return "a multiprocessing child"
+    if "multiprocessing.resource_tracker" in joined or "multiprocessing.forkserver" in joined:
+        return "multiprocessing's helper"
     if "LOCAL_RANK" not in environ:
         if torchrun_args(argv) is not None:
             return "torchrun's agent"

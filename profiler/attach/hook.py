@@ -31,7 +31,7 @@ class _TorchFinder(importlib.abc.MetaPathFinder):
         def exec_module(module: ModuleType) -> None:
             real_exec(module)
             try:
-                from profiler.attach import inprocess
+                from . import inprocess
                 inprocess.activate()
             except Exception as exc:   # never break the user's import of torch
                 print(f"scalescope attach: not profiling this process: {type(exc).__name__}: {exc}",
@@ -43,7 +43,7 @@ class _TorchFinder(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     if "torch" in sys.modules:               # imported already (by another sitecustomize): activate now
-        from profiler.attach import inprocess
+        from . import inprocess
         inprocess.activate()
         return
     if not any(isinstance(f, _TorchFinder) for f in sys.meta_path):

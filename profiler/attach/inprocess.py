@@ -1,28 +1,37 @@
-"""Inside an attached training process: profile it as the runner profiles its own, without its code.
+"""Inside an attached process: profile it as the runner profiles its own, without its code.
 
-Activated right after `import torch` (see `hook`). From then on:
-- a whole-run recording runs until the first optimizer step (so an inference script, which never
-  steps, still gets a trace: one step covering the run); at that step it is dropped and the
-  scheduled session starts, advanced by every step of the first optimizer
-  (`register_optimizer_step_post_hook`). The steps before the first optimizer step count as the
-  schedule's first `wait` step.
-- the optimizer step, `Tensor.backward` and the trained module's forward carry the contract's labels; so do
-  nn.DataParallel's scatter / replicate / parallel_apply / gather, as `LabelledDataParallel` does;
-- what the process saw (DDP or DataParallel constructed, the first batch's leading dimension, the
-  DataLoader's workers and pin_memory, the optimizer's class, the model table of the module it
-  trains) goes to a `ProcessReport` for the parent;
-- the trace is flushed on a normal exit, an exception (atexit) and SIGTERM (then the previous
-  handler, or the default action, runs as it would have).
+Loaded under a private package name (see `boot/sitecustomize.py`), activated right after
+`import torch` (see `hook`). Every process of the tree that imports torch gets the patches; what it
+*does* decides whether it is profiled, never how it was started:
+- a process started by exec (the script, a rank torchrun or a shell wrapper started) is armed at
+  once; a multiprocessing child (torch.multiprocessing.spawn / start_processes, multiprocessing.Process
+  by fork, spawn or forkserver) stays dormant until it trains -- initialises a process group, builds an
+  optimizer or steps one. DataLoader workers never do, so they are never profiled.
+- an armed process records from its first module forward until its first optimizer step (so an
+  inference script, which never steps, still gets a trace: one step covering the run); at that step
+  the recording is dropped and the scheduled session starts, advanced by every step of the first
+  optimizer (`register_optimizer_step_post_hook`). The steps before it count as the first `wait`.
+- the optimizer step, `Tensor.backward` and the trained module's forward carry the contract's labels;
+  so do nn.DataParallel's scatter / replicate / parallel_apply / gather, as `LabelledDataParallel` does;
+- what the process saw goes to a `ProcessReport` for the parent; the trace is flushed on a normal
+  exit, an exception (atexit, or multiprocessing's finalizers in a child that ends by `os._exit`),
+  SIGTERM, and after `--steps` / `--duration`.
+
+Kineto does not survive fork: a process forked from one that has run the profiler hangs when it
+records. Nothing is recorded before a forward, so a launcher that forks its ranks first is safe;
+a rank forked after its parent recorded is reported, with a note, but not traced.
 """
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
 import weakref
+from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +40,185 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-from torch.profiler import ProfilerAction, ProfilerActivity, record_function, tensorboard_trace_handler
+from torch.profiler import ProfilerAction, ProfilerActivity, record_function
 
-from profiler.attach.command import helper_role
-from profiler.attach.report import ENV, AttachSettings, ProcessReport, write_report
-from profiler.contract import vocab
-from profiler.modeltable import describe
-from profiler.session import Schedule, all_threads_config, cuda_devices, make_profiler
+from ..contract import vocab
+from ..modeltable import describe
+from ..session import Schedule, all_threads_config, cuda_devices, make_profiler
+from .command import helper_role
+from .report import ENV, AttachSettings, ProcessReport, write_report
 
-__all__ = ["activate", "Attached"]
+__all__ = ["activate", "Attached", "current"]
 
 _ACTIVE: "Attached | None" = None
+_KINETO_USED = False         # this address space has started a profiler (inherited by fork)
+_PATCHED = False
+_GLOBAL_HOOKS: list[Any] = []   # every module's forward, until a process knows which module it trains
+
+
+def current() -> "Attached | None":
+    return _ACTIVE
+
+
+def _mp_child(argv: list[str]) -> bool:
+    """A process multiprocessing started (spawn / forkserver: still unpickling its target now)."""
+    if "--multiprocessing-fork" in argv:
+        return True
+    try:
+        return bool(getattr(multiprocessing.current_process(), "_inheriting", False)) \
+            or multiprocessing.parent_process() is not None
+    except Exception:
+        return False
 
 
 def activate() -> None:
-    """Profile this process if it is a training process of the attached tree (once)."""
+    """Patch this process once; arm it at once unless it is a multiprocessing child (then: when it trains)."""
     global _ACTIVE
     raw = os.environ.get(ENV)
     if not raw or _ACTIVE is not None:
         return
-    if helper_role(list(getattr(sys, "orig_argv", sys.argv)), os.environ) is not None:
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    child = _mp_child(argv)
+    if not child and helper_role(argv, os.environ) is not None:
         return
-    _ACTIVE = Attached(msgspec.json.decode(raw, type=AttachSettings))
-    _ACTIVE.install()
+    settings = msgspec.json.decode(raw, type=AttachSettings)
+    _ACTIVE = Attached(settings, launch="multiprocessing" if child else "exec")
+    _install_patches()
+    if not child:
+        _ACTIVE.arm("started by exec")
+
+
+def _after_fork_in_child() -> None:
+    """A fork of an attached process: a fresh, dormant state (a DataLoader worker, or a rank to be)."""
+    global _ACTIVE
+    parent = _ACTIVE
+    if parent is None:
+        return
+    _ACTIVE = Attached(parent.settings, launch="fork", kineto_inherited=_KINETO_USED)
+
+
+# --- patches: installed once per address space, dispatched to this process's state -------------
+def _install_patches() -> None:
+    global _PATCHED
+    if _PATCHED:
+        return
+    _PATCHED = True
+    _patch_data_parallel()
+    _patch_ddp()
+    _patch_process_group()
+    _patch_optimizer_init()
+    _patch_dataloader()
+    _patch_backward()
+    register_optimizer_step_pre_hook(lambda o, a, k: _call("_before_step", o))
+    register_optimizer_step_post_hook(lambda o, a, k: _call("_after_step", o))
+    _GLOBAL_HOOKS[:] = [register_module_forward_pre_hook(lambda m, a: _call("_root_pre", m, True)),
+                        register_module_forward_hook(lambda m, a, o: _call("_root_post", m, True), always_call=True)]
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _call(method: str, *args: Any) -> None:
+    state = _ACTIVE
+    if state is not None:
+        getattr(state, method)(*args)
+
+
+def _patch_data_parallel() -> None:
+    dp = nn.DataParallel
+    init = dp.__init__
+
+    def __init__(module: nn.DataParallel, *args: Any, **kwargs: Any) -> None:
+        init(module, *args, **kwargs)
+        _call("_on_data_parallel", module)
+
+    dp.__init__ = __init__    # type: ignore[method-assign]
+    for method, label in (("scatter", vocab.SCATTER), ("replicate", vocab.REPLICATE),
+                          ("parallel_apply", vocab.PARALLEL_APPLY), ("gather", vocab.GATHER)):
+        setattr(dp, method, _labelled(getattr(dp, method), label))
+
+
+def _patch_ddp() -> None:
+    ddp = nn.parallel.DistributedDataParallel
+    init = ddp.__init__
+
+    def __init__(module: Any, *args: Any, **kwargs: Any) -> None:
+        init(module, *args, **kwargs)
+        _call("_on_ddp")
+
+    ddp.__init__ = __init__   # type: ignore[method-assign]
+
+
+def _patch_process_group() -> None:
+    """`init_process_group` marks a rank, whoever started it (torchrun, mp.spawn, a Process)."""
+    try:
+        import torch.distributed as dist
+        from torch.distributed import distributed_c10d as c10d
+    except Exception:
+        return
+    real = getattr(c10d, "init_process_group", None)
+    if real is None:
+        return
+
+    def init_process_group(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        _call("_on_process_group")
+        return out
+
+    init_process_group.__doc__ = real.__doc__
+    init_process_group.__wrapped__ = real          # type: ignore[attr-defined]
+    c10d.init_process_group = init_process_group   # type: ignore[assignment]
+    dist.init_process_group = init_process_group   # type: ignore[assignment]
+
+
+def _patch_optimizer_init() -> None:
+    base = torch.optim.Optimizer
+    init = base.__init__
+
+    def __init__(opt: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
+        init(opt, *args, **kwargs)
+        _call("wake", f"built an optimizer ({type(opt).__name__})")
+
+    __init__.__doc__ = init.__doc__
+    base.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _patch_backward() -> None:
+    """`loss.backward()` under the backward label: on CPU the autograd engine runs in the calling
+    thread, and ops under no label would read as host overhead."""
+    real = torch.Tensor.backward
+
+    def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        with record_function(vocab.BACKWARD):
+            return real(tensor, *args, **kwargs)
+
+    backward.__doc__ = real.__doc__
+    torch.Tensor.backward = backward   # type: ignore[method-assign]
+
+
+def _patch_dataloader() -> None:
+    from torch.utils.data import dataloader as dl
+    base = dl._BaseDataLoaderIter
+    nxt = base.__next__
+
+    def __next__(it: Any) -> Any:
+        batch = nxt(it)
+        state = _ACTIVE
+        if state is not None:
+            state._on_batch(it, batch)
+        return batch
+
+    base.__next__ = __next__  # type: ignore[method-assign]
+
+
+def _labelled(fn: Any, label: str) -> Any:
+    """nn.DataParallel's own method under the contract's label (LabelledDataParallel labels itself)."""
+    def method(self: nn.DataParallel, *args: Any, **kwargs: Any) -> Any:
+        if getattr(type(self), "_ss_labels", False):
+            return fn(self, *args, **kwargs)
+        with record_function(label):
+            return fn(self, *args, **kwargs)
+    method.__name__ = getattr(fn, "__name__", label)
+    method.__doc__ = getattr(fn, "__doc__", None)
+    return method
 
 
 def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
@@ -75,22 +240,56 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
-class Attached:
-    """The profiler, the hooks and the report of one attached process."""
+class _QuietChildren:
+    """SIGCHLD's Python handler off while the trace flushes. A SIGTERM to the group kills the DataLoader
+    workers too, and torch's SIGCHLD handler then raises "DataLoader worker ... is killed" in the main
+    thread -- in the middle of the flush, which would leave no trace and no report."""
 
-    def __init__(self, settings: AttachSettings) -> None:
+    def __init__(self) -> None:
+        self.prev: Any = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.prev = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            except (ValueError, OSError):
+                self.prev = None
+
+    def restore(self) -> None:
+        if self.prev is not None:
+            try:
+                signal.signal(signal.SIGCHLD, self.prev)
+            except (ValueError, OSError, TypeError):
+                pass
+
+
+def _dist_rank() -> tuple[int, int] | None:
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:
+        pass
+    return None
+
+
+class Attached:
+    """The profiler, the hooks' state and the report of one attached process."""
+
+    def __init__(self, settings: AttachSettings, launch: str = "exec", kineto_inherited: bool = False) -> None:
         self.settings = settings
         self.run_dir = Path(settings.run_dir)
         self.pid = os.getpid()
-        rank = int(os.environ.get("RANK", "0") or 0)
-        self.worker = f"rank{rank}"
-        self.report = ProcessReport(pid=self.pid, rank=rank, world_size=int(os.environ.get("WORLD_SIZE", "1") or 1),
-                                    torchrun="LOCAL_RANK" in os.environ, torch=torch.__version__,
-                                    cuda=torch.version.cuda)
-        self.cuda = torch.cuda.is_available()
+        rank = int(os.environ.get("RANK", "0") or 0) if launch == "exec" else 0
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1) if launch == "exec" else 1
+        self.report = ProcessReport(pid=self.pid, rank=rank, world_size=world, launch=launch,
+                                    torchrun=launch == "exec" and "LOCAL_RANK" in os.environ,
+                                    torch=torch.__version__, cuda=torch.version.cuda)
+        self.kineto_inherited = kineto_inherited
+        self.cuda = False            # known once armed: a DataLoader worker never asks
+        self.armed = False
         self.t0 = time.perf_counter()
         self.last_step: float | None = None
         self.t_first_batch: float | None = None
+        self.t_first_step: float | None = None
         self.optimizer_ref: weakref.ReferenceType[torch.optim.Optimizer] | None = None
         self.optimizers_seen = 0
         self.prestep: torch.profiler.profile | None = None
@@ -98,33 +297,39 @@ class Attached:
         self.scheduled: Any = None
         self.opt_label: record_function | None = None
         self.roots: list[weakref.ReferenceType[nn.Module]] = []
+        self.trained: nn.Module | None = None
         self.depth = 0
         self.fwd_label: record_function | None = None
-        self.global_hooks: list[Any] = []
-        self.module_hooks: list[Any] = []
         self.train_dataset: int | None = None
         self.example: torch.Tensor | None = None
         self.finished = False
         self.lock = threading.Lock()
         self.prev_term: Any = None
+        self.flushing = False
 
-    # --- setup ------------------------------------------------------------------------------
-    def install(self) -> None:
-        self._patch_data_parallel()
-        self._patch_ddp()
-        self._patch_dataloader()
-        self._patch_backward()
-        register_optimizer_step_pre_hook(self._before_step)
-        register_optimizer_step_post_hook(self._after_step)
-        self.global_hooks = [register_module_forward_pre_hook(self._root_pre),
-                             register_module_forward_hook(self._root_post, always_call=True)]
+    # --- arming: from now on this process is profiled ---------------------------------------
+    def arm(self, why: str) -> None:
+        if self.armed or self.finished:
+            return
+        self.armed = True
+        self.cuda = torch.cuda.is_available()
+        r = self.report
+        r.armed_by = why
+        if self.kineto_inherited:
+            self.note("forked from a process that had already run the profiler: Kineto cannot record in a "
+                      "forked copy, so this process is reported but not traced (start ranks with the spawn "
+                      "start method, e.g. torch.multiprocessing.spawn)")
         atexit.register(self.finish)
+        mp_util.Finalize(None, self.finish, exitpriority=100)   # a multiprocessing child ends by os._exit
         if threading.current_thread() is threading.main_thread():
             self.prev_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         else:
-            self.note("torch was imported outside the main thread: SIGTERM does not flush the trace")
-        self._start_prestep()
+            self.note("armed outside the main thread: SIGTERM does not flush the trace")
         self._write()
+
+    def wake(self, why: str) -> None:
+        """A multiprocessing child trains: arm it (an exec-started process is armed already)."""
+        self.arm(why)
 
     def note(self, text: str) -> None:
         if text not in self.report.notes:
@@ -133,16 +338,40 @@ class Attached:
     def _activities(self) -> list[ProfilerActivity]:
         return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
 
+    def _worker(self) -> str:
+        ranks = _dist_rank()
+        return f"rank{ranks[0] if ranks else self.report.rank}"
+
+    def _trace_ready(self, prof: Any) -> None:
+        """Write one trace and remember its name (the parent drops a launcher's when ranks trained)."""
+        name = f"{self._worker()}.{time.time_ns() // 1_000_000}.pt.trace.json.gz"
+        path = self.run_dir / name
+        try:
+            prof.export_chrome_trace(str(path))
+        except OSError as exc:
+            self.report.write_error = f"{name}: {exc.strerror or exc}"
+            self.note(f"the trace could not be written ({name}: {exc.strerror or exc})")
+            try:
+                path.unlink()          # half a gzip is no trace
+            except OSError:
+                pass
+            return
+        self.report.traces.append(name)
+
+    def _can_record(self) -> bool:
+        return self.armed and not self.finished and not self.kineto_inherited
+
     def _start_prestep(self) -> None:
-        handler = tensorboard_trace_handler(str(self.run_dir), worker_name=self.worker, use_gzip=True)
+        global _KINETO_USED
 
         def ready(prof: Any) -> None:
             if self.keep_prestep:
-                handler(prof)
+                self._trace_ready(prof)
         experimental = all_threads_config()[0] if self.cuda else None   # DataParallel's replica threads
         self.prestep = torch.profiler.profile(activities=self._activities(), on_trace_ready=ready,
                                               schedule=lambda _step: ProfilerAction.RECORD,
                                               experimental_config=experimental)
+        _KINETO_USED = True
         self.prestep.start()
 
     def _stop_prestep(self, keep: bool) -> None:
@@ -152,71 +381,25 @@ class Attached:
         self.keep_prestep = keep
         prof.stop()
 
-    # --- patches: what the process constructs ----------------------------------------------
-    def _patch_data_parallel(self) -> None:
-        dp = nn.DataParallel
-        if getattr(dp, "_ss_attached", False):
-            return
-        init = dp.__init__
-        report = self.report
+    # --- what the process constructs -----------------------------------------------------------
+    def _on_data_parallel(self, module: nn.DataParallel) -> None:
+        r = self.report
+        r.dp_wrappers += 1
+        if not r.dp_device_ids:      # the first wrapper's ids, as given ([0, 0] is 2 replicas on one GPU)
+            r.dp_device_ids = [int(i) for i in (module.device_ids or [])]
 
-        def __init__(module: nn.DataParallel, *args: Any, **kwargs: Any) -> None:
-            init(module, *args, **kwargs)
-            report.dp_wrappers += 1
-            if not report.dp_device_ids:      # the first wrapper's ids, as given ([0, 0] is 2 replicas on one GPU)
-                report.dp_device_ids = [int(i) for i in (module.device_ids or [])]
+    def _on_ddp(self) -> None:
+        self.report.ddp = True
+        self._on_process_group()
 
-        dp.__init__ = __init__    # type: ignore[method-assign]
-        for method, label in (("scatter", vocab.SCATTER), ("replicate", vocab.REPLICATE),
-                              ("parallel_apply", vocab.PARALLEL_APPLY), ("gather", vocab.GATHER)):
-            setattr(dp, method, _labelled(getattr(dp, method), label))
-        dp._ss_attached = True    # type: ignore[attr-defined]
-
-    def _patch_ddp(self) -> None:
-        ddp = nn.parallel.DistributedDataParallel
-        init = ddp.__init__
-        report = self.report
-
-        def __init__(module: Any, *args: Any, **kwargs: Any) -> None:
-            init(module, *args, **kwargs)
-            report.ddp = True
-            try:
-                import torch.distributed as dist
-                if dist.is_initialized():
-                    report.world_size = dist.get_world_size()
-                    report.rank = dist.get_rank()
-            except Exception:
-                pass
-
-        ddp.__init__ = __init__   # type: ignore[method-assign]
-
-    def _patch_backward(self) -> None:
-        """`loss.backward()` under the backward label: on CPU the autograd engine runs in the calling
-        thread, and ops under no label would read as host overhead."""
-        real = torch.Tensor.backward
-        if getattr(real, "_ss_attached", False):
-            return
-
-        def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            with record_function(vocab.BACKWARD):
-                return real(tensor, *args, **kwargs)
-
-        backward._ss_attached = True   # type: ignore[attr-defined]
-        backward.__doc__ = real.__doc__
-        torch.Tensor.backward = backward   # type: ignore[method-assign]
-
-    def _patch_dataloader(self) -> None:
-        from torch.utils.data import dataloader as dl
-        base = dl._BaseDataLoaderIter
-        nxt = base.__next__
-        attached = self
-
-        def __next__(it: Any) -> Any:
-            batch = nxt(it)
-            attached._on_batch(it, batch)
-            return batch
-
-        base.__next__ = __next__  # type: ignore[method-assign]
+    def _on_process_group(self) -> None:
+        ranks = _dist_rank()
+        if ranks is not None:
+            self.report.process_group = True
+            self.report.rank, self.report.world_size = ranks
+        self.wake("initialised a process group")
+        if self.armed:
+            self._write()
 
     def _on_batch(self, it: Any, batch: Any) -> None:
         t = _first_tensor(batch)
@@ -235,15 +418,23 @@ class Attached:
             r.images += int(t.shape[0])
 
     # --- forward label on the trained module -------------------------------------------------
-    def _root_pre(self, module: nn.Module, _args: Any) -> None:
+    def _root_pre(self, module: nn.Module, global_hook: bool = False) -> None:
+        if not self.armed or self.finished:
+            return
+        if global_hook and self.trained is not None:
+            return                   # from the first step on, only the trained module is labelled
         if self.depth == 0:
+            if self.prestep is None and self.optimizer_ref is None and self._can_record():
+                self._start_prestep()
             if not any(ref() is module for ref in self.roots):
                 self.roots.append(weakref.ref(module))
             self.fwd_label = record_function(vocab.FORWARD)
             self.fwd_label.__enter__()
         self.depth += 1
 
-    def _root_post(self, _module: nn.Module, _args: Any, _out: Any) -> None:
+    def _root_post(self, _module: nn.Module, global_hook: bool = False) -> None:
+        if not self.armed or self.finished or (global_hook and self.trained is not None):
+            return
         self.depth = max(0, self.depth - 1)
         if self.depth == 0 and self.fwd_label is not None:
             label, self.fwd_label = self.fwd_label, None
@@ -262,13 +453,15 @@ class Attached:
         return best
 
     def _label_module(self, module: nn.Module) -> None:
-        """From the first step on, only the trained module's forward is labelled (no global hooks)."""
-        for h in self.global_hooks:
-            h.remove()
-        self.global_hooks = []
+        """From the first step on, only the trained module's forward is labelled: the global hooks go
+        (every module call would pay for them), in this process and in the workers it forks later."""
+        for handle in _GLOBAL_HOOKS:
+            handle.remove()
+        _GLOBAL_HOOKS.clear()
+        self.trained = module
         self.depth = 0
-        self.module_hooks = [module.register_forward_pre_hook(self._root_pre),
-                             module.register_forward_hook(self._root_post, always_call=True)]
+        module.register_forward_pre_hook(lambda m, a: self._root_pre(m))
+        module.register_forward_hook(lambda m, a, o: self._root_post(m), always_call=True)
 
     # --- the optimizer steps the schedule ------------------------------------------------------
     def _ours(self, optimizer: torch.optim.Optimizer) -> bool:
@@ -276,22 +469,25 @@ class Attached:
             return True
         return self.optimizer_ref() is optimizer
 
-    def _before_step(self, optimizer: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+    def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self.armed:
+            self.wake(f"stepped an optimizer ({type(optimizer).__name__})")
         if self._ours(optimizer) and not self.finished:
             self.opt_label = record_function(vocab.OPTIMIZER)
             self.opt_label.__enter__()
 
-    def _after_step(self, optimizer: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+    def _after_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.opt_label is not None:
             label, self.opt_label = self.opt_label, None
             label.__exit__(None, None, None)
-        if self.finished:
+        if self.finished or not self.armed:
             return
         if not self._ours(optimizer):
             if self.optimizers_seen == 1:
                 self.optimizers_seen = 2
-                self.note(f"several optimizers step; the schedule follows the first ({type(self.optimizer_ref()).__name__})"
-                          if self.optimizer_ref and self.optimizer_ref() else "several optimizers step")
+                first = self.optimizer_ref() if self.optimizer_ref else None
+                self.note(f"several optimizers step; the schedule follows the first ({type(first).__name__})"
+                          if first is not None else "several optimizers step")
             return
         now = time.perf_counter()
         r = self.report
@@ -302,32 +498,54 @@ class Attached:
         r.loop_s = now - self.t_first_batch if self.t_first_batch is not None else 0.0
         if self.optimizer_ref is None:
             self._first_step(optimizer)
-        else:
+        elif self.scheduled is not None:
             self._sync_if_recording()
             self.scheduled.step()
         self.last_step = time.perf_counter()
+        if self._stop_due():
+            self.finish()
+
+    def _stop_due(self) -> bool:
+        """--steps / --duration: this process has done its share; the parent stops the command."""
+        s, r = self.settings, self.report
+        if s.stop_steps is not None and r.optimizer_steps >= s.stop_steps:
+            r.stopped = "steps"
+            return True
+        if s.duration_s is not None and self.t_first_step is not None \
+                and time.perf_counter() - self.t_first_step >= s.duration_s and r.optimizer_steps >= s.steps_needed:
+            r.stopped = "duration"
+            return True
+        return False
 
     def _first_step(self, optimizer: torch.optim.Optimizer) -> None:
+        global _KINETO_USED
         self.optimizer_ref = weakref.ref(optimizer)
         self.optimizers_seen = 1
+        self.t_first_step = time.perf_counter()
         self._stop_prestep(keep=False)
         r = self.report
+        r.first_step_ns = time.time_ns()
         r.optimizer = type(optimizer).__name__
         module = self._trained_module(optimizer)
         if module is None:
-            self.note("no module called forward on the optimizer's parameters: model table and device unknown")
+            first = next((p for g in optimizer.param_groups for p in g["params"]), None)
+            r.device_type = first.device.type if first is not None else None
+            self.note("no module called forward on the optimizer's parameters: model table unknown")
         else:
             inner = _unwrap(module)
             first = next(inner.parameters(), None)
             r.device_type = first.device.type if first is not None else None
             r.model = self._describe(inner)
             self._label_module(module)
-        s = self.settings
-        self.scheduled = make_profiler(self.run_dir, self.worker,
-                                       Schedule(wait=max(s.wait - 1, 0), warmup=s.warmup, active=s.active,
-                                                repeat=s.repeat),
-                                       self.cuda, all_threads=r.dp_wrappers > 0, notes=r.notes)
-        self.scheduled.start()
+        if not self.kineto_inherited:
+            s = self.settings
+            self.scheduled = make_profiler(self.run_dir, self._worker(),
+                                           Schedule(wait=max(s.wait - 1, 0), warmup=s.warmup, active=s.active,
+                                                    repeat=s.repeat),
+                                           self.cuda, all_threads=r.dp_wrappers > 0, notes=r.notes,
+                                           on_trace_ready=self._trace_ready)
+            _KINETO_USED = True
+            self.scheduled.start()
         self._write()
 
     def _describe(self, module: nn.Module) -> Any:
@@ -357,16 +575,29 @@ class Attached:
 
     # --- the end ------------------------------------------------------------------------------
     def finish(self) -> None:
-        """Flush the trace and the report, once (atexit, or SIGTERM first)."""
-        if os.getpid() != self.pid:          # a forked DataLoader worker inherited this object
+        """Flush the trace and the report, once (atexit, a finalizer, SIGTERM, or --steps first)."""
+        if os.getpid() != self.pid or not self.armed:
             return
         with self.lock:
             if self.finished:
                 return
             self.finished = True
+        quiet = _QuietChildren()
+        try:
+            self._flush()
+        finally:
+            quiet.restore()
+
+    def _flush(self) -> None:
         r = self.report
+        if self.fwd_label is not None:       # stopped inside a forward (SIGTERM): close its label first
+            label, self.fwd_label = self.fwd_label, None
+            try:
+                label.__exit__(None, None, None)
+            except Exception:
+                pass
         if self.prestep is not None:         # no optimizer step ever: keep the whole run as one step
-            self._stop_prestep(keep=True)
+            self._stop_prestep(keep=r.optimizer_steps == 0)
         if self.scheduled is not None:
             try:
                 self.scheduled.stop()
@@ -379,6 +610,7 @@ class Attached:
                 r.cuda_devices = cuda_devices(torch.cuda.device_count())
         except Exception:
             pass
+        r.finished = True
         self._write()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -386,6 +618,9 @@ class Attached:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if self.flushing:            # a second SIGTERM while the first one flushes: let the flush end
+            return
+        self.flushing = True
         self.finish()
         prev = self.prev_term
         if callable(prev):
@@ -401,15 +636,3 @@ class Attached:
             write_report(Path(self.settings.state_dir), self.report)
         except OSError as exc:
             print(f"scalescope attach: could not write the process report: {exc}", file=sys.stderr)
-
-
-def _labelled(fn: Any, label: str) -> Any:
-    """nn.DataParallel's own method under the contract's label (LabelledDataParallel labels itself)."""
-    def method(self: nn.DataParallel, *args: Any, **kwargs: Any) -> Any:
-        if getattr(type(self), "_ss_labels", False):
-            return fn(self, *args, **kwargs)
-        with record_function(label):
-            return fn(self, *args, **kwargs)
-    method.__name__ = getattr(fn, "__name__", label)
-    method.__doc__ = getattr(fn, "__doc__", None)
-    return method

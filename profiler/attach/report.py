@@ -12,10 +12,11 @@ from pathlib import Path
 
 import msgspec
 
-from profiler.contract import vocab
-from profiler.contract.runjson import ConfigInfo, CudaDevice, ModelInfo, Results, write_json_atomic
+from ..contract import vocab
+from ..contract.runjson import ConfigInfo, CudaDevice, ModelInfo, Results, write_json_atomic
 
-__all__ = ["ENV", "AttachSettings", "ProcessReport", "Merged", "read_reports", "write_report", "merge"]
+__all__ = ["ENV", "AttachSettings", "ProcessReport", "Merged", "read_reports", "write_report", "merge",
+           "untrained_traces", "all_stopped"]
 
 ENV = "SCALESCOPE_ATTACH"          # the settings, as JSON, for every process of the tree
 
@@ -29,6 +30,13 @@ class AttachSettings(msgspec.Struct, frozen=True, kw_only=True):
     warmup: int = 1
     active: int = 3
     repeat: int = 1
+    stop_steps: int | None = None               # --steps: a trainer flushes after this many optimizer steps
+    duration_s: float | None = None             # --duration: ... after this long from its first step
+
+    @property
+    def steps_needed(self) -> int:
+        """Optimizer steps for every profiled cycle to be recorded (one cycle when repeating forever)."""
+        return (self.wait + self.warmup + self.active) * max(self.repeat, 1)
 
 
 class ProcessReport(msgspec.Struct, kw_only=True):
@@ -37,7 +45,10 @@ class ProcessReport(msgspec.Struct, kw_only=True):
     pid: int
     rank: int = 0
     world_size: int = 1
+    launch: str = "exec"                        # "exec" | "multiprocessing" (spawn, forkserver) | "fork"
+    armed_by: str | None = None                 # why it is profiled: started by exec, or what it did
     torchrun: bool = False                      # started by torchrun (its RANK/LOCAL_RANK environment)
+    process_group: bool = False                 # it initialised a torch.distributed process group
     torch: str | None = None
     cuda: str | None = None
     cudnn: int | None = None
@@ -57,6 +68,11 @@ class ProcessReport(msgspec.Struct, kw_only=True):
     step_times_ms: list[float] = msgspec.field(default_factory=list)
     model: ModelInfo | None = None
     wall_s: float = 0.0
+    first_step_ns: int | None = None            # time.time_ns() of the first optimizer step
+    stopped: str | None = None                  # "steps" | "duration": done, the parent may stop the command
+    finished: bool = False                      # its trace and report are flushed
+    traces: list[str] = msgspec.field(default_factory=list)    # trace files it wrote into the run folder
+    write_error: str | None = None              # a trace it could not write (a full disk)
     notes: list[str] = msgspec.field(default_factory=list)
 
 
@@ -121,6 +137,12 @@ def merge(reports: Sequence[ProcessReport], wall_s: float) -> Merged:
         return m
     lead = trainers[0]
     strategy = _strategy(trainers)
+    if strategy in vocab.DP_STRATEGIES and (lead.device_type != "cuda" or not lead.dp_device_ids):
+        wrappers = max(r.dp_wrappers for r in trainers)
+        m.notes.append(f"attach: nn.DataParallel ran nothing in parallel: no GPU was visible, so "
+                       f"{'each of its ' + str(wrappers) + ' wrappers' if wrappers > 1 else 'it'} just called "
+                       f"its module on the {lead.device_type or 'host'}; profiled as a single-device run")
+        strategy = vocab.SINGLE
     world = max(len(trainers), max(r.world_size for r in trainers)) if strategy == vocab.DDP else 1
     if strategy == vocab.DDP:
         devices: int | None = world
@@ -166,3 +188,21 @@ def as_config(base: ConfigInfo, merged: Merged) -> ConfigInfo:
     """`base` (what the parent knows: argv, schedule, sample period) with what the processes saw."""
     return msgspec.structs.replace(base, **merged.config)
 
+
+
+def untrained_traces(reports: Sequence[ProcessReport]) -> list[str]:
+    """Traces of processes that never stepped an optimizer (a launcher that ran a forward, then
+    started its ranks), when some process did train: they are not the run."""
+    if not any(r.optimizer_steps > 0 for r in reports):
+        return []
+    return [t for r in reports if r.optimizer_steps == 0 for t in r.traces]
+
+
+def all_stopped(reports: Sequence[ProcessReport]) -> bool:
+    """--steps / --duration: every process that stepped has flushed its trace, and at least as many as
+    the largest world size any of them joined (a rank that has not stepped yet is still to come)."""
+    stepped = [r for r in reports if r.optimizer_steps > 0]
+    done = [r for r in stepped if r.stopped]
+    if not done or len(done) < len(stepped):
+        return False
+    return len(done) >= max(r.world_size for r in stepped)

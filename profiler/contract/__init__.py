@@ -4,6 +4,6 @@
 (format and parse run folder names), `runjson` (run.json as msgspec Structs, schema 2,
 schema 1 still read), `samples` (the one samples.csv reader). Imports nothing heavy.
 """
-from profiler.contract import runjson, runname, samples, vocab
+from . import runjson, runname, samples, vocab
 
 __all__ = ["vocab", "runname", "runjson", "samples"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from profiler.contract import vocab
+from . import vocab
 
 _PATTERN = re.compile(
     r"^(?P<strategy>" + "|".join(re.escape(s) for s in sorted(vocab.STRATEGIES, key=len, reverse=True)) + r")"

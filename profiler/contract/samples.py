@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-from profiler.contract import vocab
+from . import vocab
 
 __all__ = ["Sample", "SamplesError", "read_samples"]
 

@@ -18,6 +18,16 @@ class Small(nn.Module):
         return self.fc(x.flatten(1))
 
 
+def fill(path):
+    """Write zeros to `path` until the disk is full (a disk filling under a running job)."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(bytes(1 << 16))
+        except OSError:
+            pass
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)
@@ -25,6 +35,9 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--fail-at", type=int, default=-1)
     ap.add_argument("--sleep", type=float, default=0.0)
+    ap.add_argument("--epochs", type=int, default=1, help="passes over the --steps batches")
+    ap.add_argument("--fill-at", type=int, default=-1, help="at this step, fill the disk of --fill-path")
+    ap.add_argument("--fill-path", default="")
     args = ap.parse_args()
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(args.steps * args.batch, 3, 32, 32), torch.randint(0, 10, (args.steps * args.batch,)))
@@ -32,16 +45,21 @@ def main():
     model = Small()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
-    for i, (x, y) in enumerate(loader):
-        if i == args.fail_at:
-            raise RuntimeError(f"deliberate failure at step {i}")
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        if args.sleep:
-            import time
-            time.sleep(args.sleep)
+    i = -1
+    for _ in range(args.epochs):
+        for x, y in loader:
+            i += 1
+            if i == args.fail_at:
+                raise RuntimeError(f"deliberate failure at step {i}")
+            if i == args.fill_at:
+                fill(args.fill_path)
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            if args.sleep:
+                import time
+                time.sleep(args.sleep)
     print(f"done: {i + 1} steps, loss {loss.item():.3f}")
 
 

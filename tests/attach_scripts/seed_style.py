@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 WIDTH = 16          # the seed model at WIDTH = 1 (141 M parameters); 16: a few thousand
 BATCH = 64 // 4
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 6
-DP_IDS = [int(i) for i in sys.argv[2].split(",")] if len(sys.argv) > 2 else None   # e.g. 0,0: two/model.py's DataParallel
+MODE = sys.argv[2] if len(sys.argv) > 2 else None
+LAYERWISE = MODE == "layerwise"     # four/model.py: every conv/linear layer in its own nn.DataParallel
+DP_IDS = [int(i) for i in MODE.split(",")] if MODE and not LAYERWISE else None   # e.g. 0,0: two/model.py's DataParallel
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 trainset = TensorDataset(torch.randn(STEPS * BATCH, 3, 32, 32), torch.randint(0, 10, (STEPS * BATCH,)))
@@ -38,6 +40,9 @@ class Net(nn.Module):
         self.fc1 = nn.Linear(c[5] * 8 * 8, 2048 // WIDTH)
         self.fc2 = nn.Linear(2048 // WIDTH, 64 // WIDTH)
         self.fc3 = nn.Linear(64 // WIDTH, 10)
+        if LAYERWISE:
+            for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "fc1", "fc2", "fc3"):
+                setattr(self, name, nn.DataParallel(getattr(self, name)))
 
     def forward(self, x):
         x = F.relu(self.conv1(x))

@@ -1,11 +1,13 @@
-"""scalescope's bootstrap for `python -m profiler.attach`: first on PYTHONPATH in the attached tree.
+"""scalescope's bootstrap for `python -m profiler.attach`: the only folder attach puts on PYTHONPATH.
 
-It only arms a hook that profiles the process once it imports torch (profiler.attach.hook), then
-runs whatever sitecustomize this one shadows, so a site's or a conda env's own setup still runs.
+It claims no top-level name a user could own: the in-process code (the `profiler` package this
+file sits in) is loaded by file path under a private name (`_scalescope_private`), so the user's own
+`models`, `profiler` or `analysis` -- on PYTHONPATH, installed, or beside the script -- still win. It only arms a hook that
+profiles the process once it imports torch (`hook`), then runs whatever sitecustomize this one
+shadows, so a site's or a conda env's own setup still runs.
 """
 import os
 import sys
-
 
 def _chain() -> None:
     import importlib.machinery
@@ -21,8 +23,8 @@ def _chain() -> None:
 
 if os.environ.get("SCALESCOPE_ATTACH"):
     try:
-        from profiler.attach import hook
-        hook.install()
+        import _scalescope_private
+        _scalescope_private.load("attach.hook").install()
     except Exception as exc:   # a broken bootstrap must never stop the user's program
         print(f"scalescope attach: bootstrap failed, not profiling: {type(exc).__name__}: {exc}", file=sys.stderr)
 _chain()
