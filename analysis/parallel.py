@@ -31,13 +31,14 @@ Outcome = tuple[TraceAnalysis | None, BaseException | None]
 def json_bytes(path: Path) -> int:
     """The trace's JSON size: the file's, or for gzip its trailer's (mod 4 GiB, at least the file's)."""
     from analysis.reader import gzip_trailer
+    from profiler.contract.runfiles import open_regular
 
-    size = path.stat().st_size
     try:
-        with open(path, "rb") as f:
+        size = path.stat().st_size
+        with open_regular(path) as f:
             return max(size, gzip_trailer(f, size) or 0)
-    except OSError:
-        return size
+    except OSError:            # a FIFO, a broken link: the reader gives its one-line error
+        return 0
 
 
 def available_memory() -> int | None:

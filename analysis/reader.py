@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.errors import TraceError
+from profiler.contract.runfiles import open_regular
 from analysis.tracecolumns import (CHUNK_BYTES, Columns, DistInfo, NotChunkable, TraceFile, decode_document,
                                    decode_stream, file_blocks, memory_blocks)
 
@@ -94,6 +95,8 @@ def _reading(path: Path) -> Iterator[None]:
     except TraceError:
         raise
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise TraceError(path, f"a broken symbolic link (to {os.readlink(path)})") from None
         raise TraceError(path, "no such file") from None
     except IsADirectoryError:
         raise TraceError(path, "is a directory, not a trace file") from None
@@ -144,7 +147,7 @@ def _gzip_blocks(f: BinaryIO, block_bytes: int = CHUNK_BYTES) -> Iterator[bytes]
 
 def read_bytes(path: Path) -> bytes | bytearray:
     """The file's whole (decompressed) text, in one preallocated buffer (never held twice)."""
-    with _reading(path), open(path, "rb", buffering=0) as f:
+    with _reading(path), open_regular(path, buffering=0) as f:
         gz, size = _text_size(f)
         buf = bytearray(size)
         n = 0
@@ -174,7 +177,7 @@ def read_trace(path: Path | str, jobs: int = 1) -> Trace:
 
 def _read_streaming(path: Path) -> Trace:
     cols = Columns.empty()
-    with _reading(path), open(path, "rb", buffering=0) as f:
+    with _reading(path), open_regular(path, buffering=0) as f:
         gz, size = _text_size(f)
         if size <= 2 * CHUNK_BYTES:
             raise NotChunkable                      # small: decoded at once
@@ -190,7 +193,7 @@ def _read_split(path: Path, jobs: int) -> Trace | None:
     handed to them block by block as it streams in."""
     from analysis import readsplit
 
-    with _reading(path), open(path, "rb", buffering=0) as f:
+    with _reading(path), open_regular(path, buffering=0) as f:
         gz, size = _text_size(f)
         if size < readsplit.SPLIT_MIN_BYTES:
             return None
@@ -264,6 +267,11 @@ def _decode_whole(path: Path, data: bytes | bytearray, cols: Columns) -> TraceFi
         raise TraceError(path, f"not a Kineto trace: {e}") from None
     except msgspec.DecodeError as e:
         raise TraceError(path, f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise TraceError(path, "JSON nested too deeply to decode") from None
+
+
+TIME_LIMIT_US = 1e18    # µs (31,000 years): an event's start or duration past this is dropped, not summed
 
 
 def build_trace(path: Path, pieces: dict[str, list[NDArray]], keys: dict[str, list], n_json: int,
@@ -273,9 +281,14 @@ def build_trace(path: Path, pieces: dict[str, list[NDArray]], keys: dict[str, li
     ts_parts = pieces.pop("ts")
     ts = np.concatenate(ts_parts) if ts_parts else np.empty(0)
     del ts_parts
-    keep = np.isfinite(ts)
+    with np.errstate(invalid="ignore"):      # a bool per event, never a second copy of the durations
+        keep = np.isfinite(ts) & (np.abs(ts) <= TIME_LIMIT_US)
+        if pieces["dur"]:
+            keep &= np.concatenate([d <= TIME_LIMIT_US for d in pieces["dur"]])
     if not keep.any():
-        raise TraceError(path, f"no timed events (ph 'X') among {n_json} traceEvents")
+        wild = int(np.count_nonzero(np.isfinite(ts)))
+        raise TraceError(path, f"no timed events (ph 'X') among {n_json} traceEvents"
+                         + (f" ({wild} with timestamps or durations out of range)" if wild else ""))
     take = None if keep.all() else np.flatnonzero(keep)
     if take is not None:
         ts = ts[take]

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from analysis.tracecolumns import (CHUNK_BYTES, COLUMN_TYPES, COLUMNS, ENTRY, HEAD_LIMIT, INTERNED, Columns, DistInfo,
                                    EntryCuts, Interner, NotChunkable, add_entries, decode_document, decode_stream,
                                    events_start, file_blocks)
+from profiler.contract.runfiles import open_regular
 
 SPLIT_MIN_BYTES = 64 << 20      # below this a second process costs more than it saves
 PARTS_PER_WORKER = 3            # smaller parts even out ranges that decode at different speeds
@@ -124,7 +125,7 @@ def cut_points(f: BinaryIO, size: int, parts: int) -> tuple[bytes, list[int]]:
 
 
 def plan(path: Path, parts: int, block_bytes: int = CHUNK_BYTES) -> list[Part]:
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         head, starts = cut_points(f, os.fstat(f.fileno()).st_size, parts)
     ends: list[int | None] = [*starts[1:], None]
     return [Part(path, lo, hi, head if hi is None else None, block_bytes) for lo, hi in zip(starts, ends)]
@@ -135,7 +136,7 @@ def decode_part(part: Part) -> Decoded:
 
     The range is read from one byte before its first entry: room for a chunk's "[" (tracecolumns)."""
     cols = Columns.empty()
-    with open(part.path, "rb", buffering=0) as f:
+    with open_regular(part.path, buffering=0) as f:
         f.seek(part.lo - 1)
         doc = decode_stream(file_blocks(f, part.block_bytes, part.hi), cols, head=part.head, whole=False)
     return _decoded(cols, doc)
@@ -218,7 +219,7 @@ def decode_blocks(blocks: Iterator[bytes], workers: int, json_bytes: int,
         cols = Columns.empty()                       # the document's end: read here, with its head
         try:
             doc = decode_document(head + tail, cols)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):
             raise NotChunkable from None
         last = _decoded(cols, doc, share=False)
         for d in decoded:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from analysis.errors import TraceError
 from analysis.records import RunAnalysis, TraceAnalysis
 from analysis.samplestats import SampleSummary, summarise
 from profiler.contract import vocab
+from profiler.contract.runfiles import open_regular
 from profiler.contract.runjson import load_run_json
 from profiler.contract.samples import SamplesError, read_samples
 
@@ -37,20 +39,22 @@ def _is_named_trace(name: str) -> bool:
 def _looks_like_trace(path: Path) -> bool:
     """A *.json(.gz) not named like torch's traces (e.g. HTA's test data) counts if it says traceEvents."""
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(SNIFF_BYTES)
-        else:
-            with path.open("rb") as fh:
-                head = fh.read(SNIFF_BYTES)
-    except (OSError, EOFError, gzip.BadGzipFile):
+        with open_regular(path) as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
+                    head = fh.read(SNIFF_BYTES)
+            else:
+                head = raw.read(SNIFF_BYTES)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
         return False
     return head.lstrip()[:1] == b"{" and b'"traceEvents"' in head
 
 
 def find_traces(run_dir: Path) -> list[Path]:
-    """Trace files directly in run_dir: torch's *.pt.trace.json(.gz), else other Kineto-looking JSON."""
-    files = sorted(p for p in run_dir.iterdir() if p.is_file())
+    """Trace files directly in run_dir: torch's *.pt.trace.json(.gz), else other Kineto-looking JSON.
+    Anything named like a trace that is not a directory counts -- a FIFO, a broken or looping link --
+    so that it becomes that run's one-line error, never a silent run without traces (nor a hang)."""
+    files = sorted(p for p in run_dir.iterdir() if not p.is_dir())
     named = [p for p in files if _is_named_trace(p.name)]
     if named:
         return named

@@ -128,7 +128,9 @@ class Interner(dict):
         return code
 
     def keys_list(self) -> list:
-        return ["" if k is None else k for k in self]
+        """The keys in code order; None -> "", and an integer beyond int64 (a pid or tid of 2**63) as its
+        text, so that no reader ever converts it to a C integer."""
+        return ["" if k is None else str(k) if type(k) is int and not -2**63 <= k < 2**63 else k for k in self]
 
 
 def _numbers(values: list, default: float) -> NDArray[np.float64]:
@@ -252,7 +254,7 @@ def add_entries(buf: bytearray, pos: int, cut: int, cols: Columns) -> None:
     view = memoryview(buf)
     try:
         cols.add_json(view[pos - 1:end])
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         raise NotChunkable from None
     finally:
         view.release()
@@ -320,7 +322,7 @@ def decode_stream(blocks: Iterable[bytes | bytearray | memoryview], cols: Column
         return None
     try:
         return decode_document(head + cuts.rest(), cols)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         raise NotChunkable from None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from . import vocab
+from .runfiles import open_regular
 
 __all__ = ["Layer", "ModelInfo", "ProfilerSchedule", "ConfigInfo", "CudaDevice", "GpuInfo", "CpuAllocation",
            "Environment", "EpochResult", "Results", "ThreadScaling", "StepTimes", "AllReduceRate", "Calibration", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
@@ -256,6 +257,8 @@ def decode_run_json(raw: bytes, where: str = "run.json") -> tuple[RunInfo, list[
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise RunJsonError(f"{where}: run.json is not readable JSON ({exc})") from None
+    except RecursionError:
+        raise RunJsonError(f"{where}: run.json is nested too deeply to decode") from None
     if not isinstance(data, dict):
         raise RunJsonError(f"{where}: run.json is not a JSON object")
     notes: list[str] = []
@@ -269,21 +272,30 @@ def decode_run_json(raw: bytes, where: str = "run.json") -> tuple[RunInfo, list[
         return msgspec.convert(data, RunInfo, strict=False), notes
     except msgspec.ValidationError as exc:
         raise RunJsonError(f"{where}: run.json does not follow the contract ({exc})") from None
+    except RecursionError:
+        raise RunJsonError(f"{where}: run.json is nested too deeply to decode") from None
+
+
+RUN_JSON_MAX_BYTES = 64 << 20     # a run.json with a 10,000-layer table is ~5 MB; past this it is not one
 
 
 def read_run_json(path: Path) -> tuple[RunInfo, list[str]]:
+    """run.json of a folder: a regular file (never a FIFO that would block), at most RUN_JSON_MAX_BYTES."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open_regular(path) as f:
+            raw = f.read(RUN_JSON_MAX_BYTES + 1)
     except OSError as exc:
         raise RunJsonError(f"{path}: cannot read run.json ({exc.strerror or exc})") from None
+    if len(raw) > RUN_JSON_MAX_BYTES:
+        raise RunJsonError(f"{path}: run.json is larger than {RUN_JSON_MAX_BYTES >> 20} MB: not a run.json")
     return decode_run_json(raw, str(path))
 
 
 def load_run_json(run_dir: Path) -> tuple[RunInfo | None, list[str], str | None]:
     """(RunInfo or None when absent/unreadable, reader notes, one-line error or None)."""
     path = Path(run_dir) / vocab.RUN_JSON
-    if not path.exists():
+    if not os.path.lexists(path):
         return None, [], None
     try:
         info, notes = read_run_json(path)

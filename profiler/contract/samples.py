@@ -7,11 +7,14 @@ for every consumer (the report, the TensorBoard scalars); a wrong header is an e
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 from . import vocab
+from .runfiles import open_regular
 
 __all__ = ["Sample", "SamplesError", "read_samples"]
 
@@ -31,11 +34,11 @@ class SamplesError(Exception):
 def read_samples(path: Path) -> list[Sample]:
     """Every well-formed, finite row in file order; [] when the file is absent or empty."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     out: list[Sample] = []
     try:
-        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        with io.TextIOWrapper(open_regular(path), newline="", encoding="utf-8", errors="replace") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
