@@ -30,9 +30,9 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from analysis.tracecolumns import (CHUNK_BYTES, COLUMN_TYPES, COLUMNS, ENTRY, HEAD_LIMIT, INTERNED, Columns, DistInfo,
+from analysis.tracecolumns import (CHUNK_BYTES, COLUMN_TYPES, COLUMNS, HEAD_LIMIT, INTERNED, Columns, DistInfo,
                                    EntryCuts, Interner, NotChunkable, add_entries, decode_document, decode_stream,
-                                   events_start, file_blocks)
+                                   document_head, file_blocks, first_boundary)
 from profiler.contract.runfiles import open_regular
 
 SPLIT_MIN_BYTES = 64 << 20      # below this a second process costs more than it saves
@@ -49,6 +49,7 @@ class Part:
     hi: int | None
     head: bytes | None
     block_bytes: int
+    tail: bytes = b""               # closes the head (a bare array's "}")
 
 
 @dataclass
@@ -104,13 +105,16 @@ def fork_context() -> multiprocessing.context.BaseContext | None:
     return multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
 
 
-def cut_points(f: BinaryIO, size: int, parts: int) -> tuple[bytes, list[int]]:
-    """The document's head and the start of each part (entry boundaries, increasing), from a few
-    reads of the open file; NotChunkable when the head is not where Kineto puts it."""
+def cut_points(f: BinaryIO, size: int, parts: int) -> tuple[bytes, bytes, list[int]]:
+    """The document's head and tail (tracecolumns.document_head) and the start of each part (entry
+    boundaries, increasing), from a few reads of the open file; NotChunkable when there is no events list
+    near the start. A boundary inside a string or deeper in an entry makes its parts fail to decode,
+    and the file is then read in one process."""
     window = f.read(min(size, HEAD_LIMIT))
-    start = events_start(window)
-    if start < 0:
+    found = document_head(window)
+    if found is None:
         raise NotChunkable
+    start, head, tail = found
     first = start + 1
     starts = [first]
     for k in range(1, parts):
@@ -118,17 +122,18 @@ def cut_points(f: BinaryIO, size: int, parts: int) -> tuple[bytes, list[int]]:
         if target <= starts[-1]:
             continue
         f.seek(target)
-        at = f.read(CUT_WINDOW).find(ENTRY)
+        at = first_boundary(f.read(CUT_WINDOW), 0)
         if at >= 0 and target + at > starts[-1]:
             starts.append(target + at)
-    return window[:start + 1], starts
+    return head, tail, starts
 
 
 def plan(path: Path, parts: int, block_bytes: int = CHUNK_BYTES) -> list[Part]:
     with open_regular(path) as f:
-        head, starts = cut_points(f, os.fstat(f.fileno()).st_size, parts)
+        head, tail, starts = cut_points(f, os.fstat(f.fileno()).st_size, parts)
     ends: list[int | None] = [*starts[1:], None]
-    return [Part(path, lo, hi, head if hi is None else None, block_bytes) for lo, hi in zip(starts, ends)]
+    return [Part(path, lo, hi, head if hi is None else None, block_bytes, tail if hi is None else b"")
+            for lo, hi in zip(starts, ends)]
 
 
 def decode_part(part: Part) -> Decoded:
@@ -138,7 +143,8 @@ def decode_part(part: Part) -> Decoded:
     cols = Columns.empty()
     with open_regular(part.path, buffering=0) as f:
         f.seek(part.lo - 1)
-        doc = decode_stream(file_blocks(f, part.block_bytes, part.hi), cols, head=part.head, whole=False)
+        doc = decode_stream(file_blocks(f, part.block_bytes, part.hi), cols, head=part.head, whole=False,
+                            tail=part.tail)
     return _decoded(cols, doc)
 
 
@@ -212,13 +218,13 @@ def decode_blocks(blocks: Iterator[bytes], workers: int, json_bytes: int,
         with _shared_results(ctx, json_bytes, 1 + json_bytes // task_bytes) as shared:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
             try:
-                futures, tail, head = _submit_blocks(pool, blocks, workers, task_bytes)
+                futures, rest, head, tail = _submit_blocks(pool, blocks, workers, task_bytes)
                 decoded = [f.result() for f in futures]
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         cols = Columns.empty()                       # the document's end: read here, with its head
         try:
-            doc = decode_document(head + tail, cols)
+            doc = decode_document(head + rest + tail, cols)
         except (msgspec.MsgspecError, RecursionError):
             raise NotChunkable from None
         last = _decoded(cols, doc, share=False)
@@ -230,9 +236,9 @@ def decode_blocks(blocks: Iterator[bytes], workers: int, json_bytes: int,
 
 
 def _submit_blocks(pool: ProcessPoolExecutor, blocks: Iterator[bytes], workers: int,
-                   task_bytes: int) -> tuple[list[Future], bytes, bytes]:
+                   task_bytes: int) -> tuple[list[Future], bytes, bytes, bytes]:
     """Cut the stream into tasks of whole entries; returns their futures, the text after the last
-    boundary (the document's end) and the document's head."""
+    boundary (the document's end), the document's head and what closes it."""
     futures: list[Future] = []
     cuts = EntryCuts(blocks, min_bytes=task_bytes)
     for cut in cuts:
@@ -240,7 +246,7 @@ def _submit_blocks(pool: ProcessPoolExecutor, blocks: Iterator[bytes], workers: 
             wait([f for f in futures if not f.done()], return_when=FIRST_COMPLETED)
         futures.append(pool.submit(decode_text, cuts.buf[cuts.pos - 1:cut]))   # one copy, sent as it is
     assert cuts.head is not None
-    return futures, cuts.rest(), cuts.head
+    return futures, cuts.rest(), cuts.head, cuts.tail
 
 
 @contextmanager

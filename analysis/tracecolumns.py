@@ -8,14 +8,20 @@ rest of `args` are skipped by msgspec, never built as Python objects:
   only when the strict one rejects it (foreign or hand-made traces); both give the same columns.
 Names, categories, pids and tids are interned to small ints in first-seen order.
 
-Kineto writes each traceEvents entry on a new line indented by exactly two spaces ("\\n  {");
-a JSON string cannot hold a raw newline and nested objects sit deeper, so those positions are
-entry boundaries. The text is decoded as it streams in, ~CHUNK_BYTES at a time, so the peak is
-one block of text and its objects, never the file; separate processes can decode separate
-ranges (analysis.readsplit).
+Entry boundaries come from the JSON structure, not from whitespace: traceEvents holds objects, so
+two entries meet at "}" "," "{" with only whitespace between (Kineto's "},\\n  {", compact
+json.dump's "},{", pretty-printed "},\\n    {", CRLF line ends alike). The same three bytes can
+also occur inside a string or deeper in an entry's args, and a cut there cannot be told from a
+real one without reading from the start -- but it can never decode: the text on either side then
+holds an unclosed string or bracket, msgspec rejects it, and the caller decodes the whole document
+instead (same columns, or its exact error). A cut that decodes is a real boundary. The text is
+decoded as it streams in, ~CHUNK_BYTES at a time, so the peak is one block of text and its
+objects, never the file; separate processes can decode separate ranges (analysis.readsplit).
+A document whose top level is a bare array of events (the old Chrome format) reads the same way.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -27,7 +33,10 @@ from numpy.typing import NDArray
 
 NAN = float("nan")
 CHUNK_BYTES = 4 << 20
-ENTRY = b"\n  {"
+_BOUNDARY = re.compile(rb"\}[ \t\r\n]*(,)[ \t\r\n]*\{")     # "}" "," "{": two traceEvents entries meet
+_LEADING_SPACE = re.compile(rb"[ \t\r\n]*")
+BARE_HEAD = b'{"traceEvents":['     # a bare top-level array is read as this document ...
+BARE_TAIL = b"}"                    # ... closed by this
 COLUMN_TYPES = {"ts": np.float64, "dur": np.float64, "name": np.int32, "cat": np.int32, "pid": np.int32,
                 "tid": np.int32, "device": np.int64, "corr": np.int64, "nbytes": np.float64}
 COLUMNS = tuple(COLUMN_TYPES)
@@ -226,6 +235,10 @@ class Columns:
 def decode_document(text: bytes | bytearray | memoryview, cols: Columns) -> TraceFile | _StrictTraceFile:
     """A whole trace document, its events added to cols (and dropped from the returned head);
     the strict decoder first, the tolerant one for what it rejects."""
+    first = _LEADING_SPACE.match(text).end()
+    if first < len(text) and text[first] == 0x5B:        # a bare array of events (the old Chrome format)
+        cols.add_json(text)
+        return TraceFile(traceEvents=[])
     try:
         doc, kind = _STRICT_DOCUMENT.decode(text), _StrictEvent
     except msgspec.ValidationError:
@@ -239,6 +252,36 @@ def events_start(raw: bytes | bytearray) -> int:
     """Index of the traceEvents list's "[" (the document's head ends there); -1 if not (yet) seen."""
     key = raw.find(b'"traceEvents"')
     return raw.find(b"[", key) if key >= 0 else -1
+
+
+def document_head(raw: bytes | bytearray) -> tuple[int, bytes, bytes] | None:
+    """Where the events list opens: (index of its "[", the head to decode the last part with, the tail to
+    close it). An object's head is its text up to that "["; a bare array (the old Chrome format) is read
+    as {"traceEvents": [...]}. None while it is not (yet) seen."""
+    first = _LEADING_SPACE.match(raw).end()
+    if first < len(raw) and raw[first] == 0x5B:          # "["
+        return first, BARE_HEAD, BARE_TAIL
+    start = events_start(raw)
+    return None if start < 0 else (start, bytes(raw[:start + 1]), b"")
+
+
+def first_boundary(buf: bytes | bytearray, lo: int, hi: int | None = None) -> int:
+    """The first entry boundary in buf[lo:hi] -- the index just after the comma between two entries -- or -1."""
+    m = _BOUNDARY.search(buf, lo, len(buf) if hi is None else hi)
+    return m.end(1) if m else -1
+
+
+def last_boundary(buf: bytes | bytearray, lo: int) -> int:
+    """The last entry boundary in buf[lo:], looked for back from the end in growing windows; -1 if none."""
+    end, window = len(buf), 1 << 16
+    while True:
+        start = max(lo, end - window)
+        found = -1
+        for m in _BOUNDARY.finditer(buf, start, end):
+            found = m.end(1)
+        if found >= 0 or start == lo:
+            return found
+        window *= 8
 
 
 def add_entries(buf: bytearray, pos: int, cut: int, cols: Columns) -> None:
@@ -274,22 +317,23 @@ class EntryCuts:
     def __init__(self, blocks: Iterable[bytes | bytearray | memoryview], whole: bool = True,
                  min_bytes: int = 0) -> None:
         self.blocks, self.min_bytes = blocks, min_bytes
-        self.buf, self.pos, self.head = bytearray(), (-1 if whole else 1), None
+        self.buf, self.pos, self.head, self.tail = bytearray(), (-1 if whole else 1), None, b""
 
     def __iter__(self) -> Iterator[int]:
         buf = self.buf
         for block in self.blocks:
             buf += block
             if self.pos < 0:
-                start = events_start(buf)
-                if start < 0:
+                found = document_head(buf)
+                if found is None:
                     if len(buf) > HEAD_LIMIT:
                         raise NotChunkable
                     continue
-                self.head, self.pos = bytes(buf[:start + 1]), start + 1
+                start, self.head, self.tail = found
+                self.pos = start + 1
             if len(buf) - self.pos < self.min_bytes:
                 continue
-            cut = buf.rfind(ENTRY, self.pos)
+            cut = last_boundary(buf, self.pos)
             if cut > self.pos:
                 yield cut
                 del buf[:cut - 1]                   # O(1) in CPython: the buffer's start moves
@@ -302,12 +346,12 @@ class EntryCuts:
 
 
 def decode_stream(blocks: Iterable[bytes | bytearray | memoryview], cols: Columns,
-                  head: bytes | None = None, whole: bool = True) -> TraceFile | _StrictTraceFile | None:
+                  head: bytes | None = None, whole: bool = True, tail: bytes = b"") -> TraceFile | _StrictTraceFile | None:
     """Decode a stream of text blocks into cols, every complete entry as soon as it has arrived.
 
     whole: the stream is the whole document. Otherwise it starts one byte before an entry boundary
     (a part cut by analysis.readsplit) and either is the document's end (`head` given: the document
-    up to traceEvents' "[") or ends just after an entry's comma. Returns the document's head, its
+    up to traceEvents' "[", and `tail` to close it, see document_head) or ends just after an entry's comma. Returns the document's head, its
     events already added (for baseTimeNanoseconds and distributedInfo), or None for a middle part.
     NotChunkable for any other layout or text that does not decode (the caller decodes the whole
     text for the exact error).
@@ -315,13 +359,14 @@ def decode_stream(blocks: Iterable[bytes | bytearray | memoryview], cols: Column
     cuts = EntryCuts(blocks, whole)
     for cut in cuts:
         add_entries(cuts.buf, cuts.pos, cut, cols)
-    head = cuts.head if whole else head
+    if whole:
+        head, tail = cuts.head, cuts.tail
     if head is None:
         if cuts.buf[cuts.pos:].strip():
             add_entries(cuts.buf, cuts.pos, len(cuts.buf), cols)
         return None
     try:
-        return decode_document(head + cuts.rest(), cols)
+        return decode_document(head + cuts.rest() + tail, cols)
     except (msgspec.MsgspecError, RecursionError):
         raise NotChunkable from None
 

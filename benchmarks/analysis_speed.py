@@ -118,8 +118,20 @@ def measure(tool: str, path: Path, timeout: float = 1800) -> dict:
     return res
 
 
-def make_repeated(seed: Path, target_mb: float, dest: Path, gz: bool) -> Path:
-    """Repeat the seed trace's events with shifted times, ids and step numbers until target_mb."""
+LAYOUTS = {   # how a trace's entries are written: (head, entry joiner, how one event is written, end)
+    "kineto": (lambda d: msgspec.json.encode(d)[:-1] + b',"traceEvents":[', b",",
+               lambda e: b"\n  " + msgspec.json.encode(e), b"\n]}"),
+    "compact": (lambda d: json.dumps(d, separators=(",", ":")).encode()[:-1] + b',"traceEvents":[', b",",
+                lambda e: json.dumps(e, separators=(",", ":")).encode(), b"]}"),
+    "pretty": (lambda d: json.dumps(d, indent=2).encode()[:-2] + b',\n  "traceEvents": [', b",",
+               lambda e: b"\n    " + json.dumps(e, indent=2).replace("\n", "\n    ").encode(), b"\n  ]\n}"),
+}
+
+
+def make_repeated(seed: Path, target_mb: float, dest: Path, gz: bool, layout: str = "kineto") -> Path:
+    """Repeat the seed trace's events with shifted times, ids and step numbers until target_mb, in one of
+    LAYOUTS (the same events, byte for byte the same values, whatever the layout)."""
+    head_of, joiner, entry, end = LAYOUTS[layout]
     doc = msgspec.json.decode(gzip.decompress(seed.read_bytes()))
     events = doc.pop("traceEvents")
     xs = [e for e in events if "ts" in e]
@@ -128,7 +140,7 @@ def make_repeated(seed: Path, target_mb: float, dest: Path, gz: bool) -> Path:
     step_count = (steps[-1] - steps[0] + 1) if steps else 0
     one = len(msgspec.json.encode(events))
     copies = max(1, int(target_mb * 1e6 / one) + 1)
-    head = msgspec.json.encode(doc)[:-1] + b',"traceEvents":['
+    head = head_of(doc)
     opener = (lambda p: gzip.open(p, "wb", compresslevel=1)) if gz else (lambda p: open(p, "wb"))
     with opener(dest) as f:
         f.write(head)
@@ -152,10 +164,9 @@ def make_repeated(seed: Path, target_mb: float, dest: Path, gz: bool) -> Path:
                 if isinstance(name, str) and name.startswith("ProfilerStep#"):
                     e["name"] = f"ProfilerStep#{int(name.split('#')[1]) + k * step_count}"
                 out.append(e)
-            # Kineto's layout: each entry on its own line, indented two spaces
-            body = b",".join(b"\n  " + msgspec.json.encode(e) for e in out)
-            f.write(body if k == 0 else b"," + body)
-        f.write(b"\n]}")
+            body = joiner.join(entry(e) for e in out)
+            f.write(body if k == 0 else joiner + body)
+        f.write(end)
     return dest
 
 
@@ -180,7 +191,13 @@ def main() -> None:
     ap.add_argument("--hta-python", default=sys.executable,
                     help="the interpreter HTA runs in (default: this one; `make bench` installs HTA here)")
     ap.add_argument("--write-results", action="store_true", help="replace the 'Analysis speed' section of RESULTS.md")
+    ap.add_argument("--layouts-only", action="store_true",
+                    help="only the layout comparison (the same events as Kineto's layout, compact, pretty-printed, "
+                         "compact gzipped), written to RESULTS.md's 'Reading any layout' section")
+    ap.add_argument("--layout-mb", type=float, default=376, help="size of each layout's trace (uncompressed MB)")
     args = ap.parse_args()
+    if args.layouts_only:
+        return layouts_main(args)
     global HTA_PYTHON
     HTA_PYTHON = args.hta_python
     if not SEED.exists():
@@ -231,6 +248,68 @@ def main() -> None:
     for p in (mid, big_plain, big_gz):
         p.unlink(missing_ok=True)
     shutil.rmtree(ranks, ignore_errors=True)
+
+
+def layouts_main(args: argparse.Namespace) -> None:
+    """The same events in every layout, each read by the report, json.load and one msgspec decode."""
+    if not SEED.exists():
+        sys.exit(f"benchmark needs the peer traces: {SEED} not found")
+    args.tmp.mkdir(parents=True, exist_ok=True)
+    inputs = []
+    for layout, gz in (("kineto", False), ("compact", False), ("pretty", False), ("compact", True)):
+        label = f"{layout}{' .gz' if gz else ''}"
+        folder = args.tmp / f"layout_{layout}{'_gz' if gz else ''}"
+        folder.mkdir(exist_ok=True)
+        dest = folder / f"rank0.1.pt.trace.json{'.gz' if gz else ''}"
+        make_repeated(SEED, args.layout_mb, dest, gz=gz, layout=layout)
+        inputs.append((label, folder, dest))
+    os.sync()
+    rows = []
+    for label, folder, dest in tqdm(inputs, desc="layouts"):
+        mb = json_size(dest) / 1e6
+        for tool in ("report", "json.load", "msgspec-only"):
+            r = measure(tool, folder if tool == "report" else dest)
+            r.update(input=label, tool=tool, json_mb=mb, file_mb=dest.stat().st_size / 1e6)
+            if "seconds" in r:
+                r["mb_per_s"] = mb / r["seconds"]
+                r["rss_over_json"] = r["total_rss_mib"] * 2**20 / (mb * 1e6)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    table = render_layouts(rows)
+    print(table)
+    if args.write_results:
+        write_section(table, "## Reading any layout", LAYOUT_NOTES,
+                      "Each cell: a fresh subprocess; seconds of work (after imports); all processes' peak memory "
+                      "(see Analysis speed).")
+    for _, folder, _ in inputs:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def render_layouts(rows: list[dict]) -> str:
+    by = {(r["input"], r["tool"]): r for r in rows}
+    lines = ["| layout | JSON MB | file MB | report s | MB/s | json.load s | msgspec whole s | report / json.load "
+             "| report / msgspec | report memory / JSON | json.load memory / JSON |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label in dict.fromkeys(r["input"] for r in rows):
+        rep, jl, ms = (by.get((label, t), {}) for t in ("report", "json.load", "msgspec-only"))
+        def sec(r: dict) -> str:
+            return f"{r['seconds']:.2f}" if "seconds" in r else f"failed: {r.get('error', '?')}"
+        ratio = lambda a, b: f"{a['seconds'] / b['seconds']:.2f}x" if "seconds" in a and "seconds" in b else "–"
+        lines.append(f"| {label} | {rep.get('json_mb', 0):.0f} | {rep.get('file_mb', 0):.0f} | {sec(rep)} | "
+                     f"{rep.get('mb_per_s', 0):.0f} | {sec(jl)} | {sec(ms)} | {ratio(rep, jl)} | {ratio(rep, ms)} | "
+                     f"{rep.get('rss_over_json', 0):.2f} | {jl.get('rss_over_json', 0):.2f} |")
+    return "\n".join(lines)
+
+
+LAYOUT_NOTES = """
+The same events (nccl_parser_config's, repeated along time as in Analysis speed) written four ways:
+Kineto's own layout (every entry on a new line indented two spaces), compact `json.dumps(separators=(",",
+":"))` (how a tool that re-saves a trace writes it), `json.dumps(indent=2)`, and the compact text gzipped.
+report = the whole report of the folder (`run_report` + `to_summary`, default `--jobs`: the one large trace
+is split across the cores); json.load = the stdlib on the decompressed text; msgspec whole = one msgspec
+decode of the whole text with the reader's tolerant types. Entry boundaries come from the JSON structure
+("}" "," "{" with only whitespace between, validated by the decode itself: `analysis/tracecolumns.py`),
+so every layout streams ~4 MB at a time and splits across processes the same way.
+"""
 
 
 def render(rows: list[dict]) -> str:
@@ -299,15 +378,16 @@ by up to ~1.5x between runs; the side-by-side ratios are the figures to read.
 """
 
 
-def write_section(table: str) -> None:
-    """Replace (or append) the '## Analysis speed' section; other sections are left alone."""
+def write_section(table: str, title: str = "## Analysis speed", notes: str = NOTES,
+                  cells: str = "Each cell: a fresh subprocess; seconds of work (after imports); peak RSS = that "
+                               "process's VmHWM.") -> None:
+    """Replace (or append) one section of RESULTS.md; other sections are left alone."""
     results = REPO / "benchmarks" / "RESULTS.md"
     text = results.read_text() if results.exists() else "# Benchmark results\n"
-    section = (f"## Analysis speed\n\nMachine: {machine()}. Command: `.venv/bin/python benchmarks/analysis_speed.py "
+    section = (f"{title}\n\nMachine: {machine()}. Command: `.venv/bin/python benchmarks/analysis_speed.py "
                f"{' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n"
-               "Each cell: a fresh subprocess; seconds of work (after imports); peak RSS = that process's VmHWM.\n"
-               "MB = uncompressed JSON.\n\n" + table + "\n" + NOTES)
-    start = text.find("## Analysis speed")
+               f"{cells}\nMB = uncompressed JSON.\n\n" + table + "\n" + notes)
+    start = text.find(title)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:

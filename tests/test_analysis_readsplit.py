@@ -84,12 +84,24 @@ def test_report_path_splits_a_large_file_and_gets_the_same_analysis(tmp_path: Pa
     assert summaries[0] == summaries[1] and len(calls) == 2
 
 
-def test_other_layouts_fall_back_and_errors_read_the_same(tmp_path: Path, monkeypatch) -> None:
+def test_any_layout_splits_a_cut_inside_a_string_falls_back_and_errors_read_the_same(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
     monkeypatch.setattr(readsplit, "SPLIT_MIN_BYTES", 0)
     compact = tmp_path / "compact.pt.trace.json"
     compact.write_bytes(json.dumps(json.loads(TINY), separators=(",", ":")).encode())   # one line
-    assert readsplit.decode_split(compact, 2) is None
+    assert readsplit.decode_split(compact, 2) is not None                                # cut by structure
     same(read_trace(compact, jobs=2), read_trace(compact))
+    same(read_trace(compact), parse_trace(TINY, compact, chunk_bytes=len(TINY)))
+    tricky = tmp_path / "tricky.pt.trace.json"            # "},{" inside every name: every cut is in a string
+    doc = json.loads(TINY)
+    for e in doc["traceEvents"]:
+        if isinstance(e.get("name"), str):
+            e["name"] += "},{" * 3
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    tricky.write_bytes(text)
+    assert readsplit.decode_split(tricky, 2) is None     # the parts did not decode: read in one process
+    same(read_trace(tricky, jobs=2), parse_trace(text, tricky, chunk_bytes=len(text)))
+    assert any(n.endswith("},{},{},{") for n in read_trace(tricky).names)
     bad = tmp_path / "bad.pt.trace.json"                  # a mistyped event in a middle part
     at = TINY.index(b'"name": "', len(TINY) // 2)
     bad.write_bytes(TINY[:at] + b'"name": 5, "_was": ' + TINY[at + 8:])
