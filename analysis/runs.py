@@ -96,7 +96,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 # what one trace's analysis may raise on odd input: reported as that trace's error line, never a crash
-_REPORTED = (ImportError, OSError, ValueError, KeyError, TypeError, IndexError)
+_REPORTED = (ImportError, OSError, ValueError, KeyError, TypeError, IndexError, ArithmeticError, RecursionError)
 
 
 def _record(trace_path: Path, outcome: tuple[TraceAnalysis | None, BaseException | None],

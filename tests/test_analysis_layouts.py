@@ -46,7 +46,7 @@ WHOLE = parse_trace(TINY, "whole", chunk_bytes=len(TINY))
 
 
 def same_events(a: Trace, b: Trace, with_head: bool = True) -> None:
-    assert len(a) == len(b) == len(WHOLE) and a.n_json_events == b.n_json_events
+    assert len(a) == len(b) and a.n_json_events == b.n_json_events
     if with_head:
         assert (a.base_time_ns, a.distributed) == (b.base_time_ns, b.distributed)
     assert (a.t0_us, a.names, a.cats, a.pids, a.tids) == (b.t0_us, b.names, b.cats, b.pids, b.tids)
@@ -79,7 +79,9 @@ def test_every_layout_streams_and_splits_to_the_same_columns(tmp_path: Path, mon
     head = layout != "bare_array"                       # a bare array has no baseTimeNanoseconds
     biggest = Biggest(monkeypatch)
     monkeypatch.setattr(reader, "CHUNK_BYTES", 4096)    # streamed in 4 KB blocks
-    same_events(read_trace(p), WHOLE, head)
+    streamed = read_trace(p)
+    same_events(streamed, WHOLE, head)
+    assert len(streamed) == len(WHOLE) > 300
     assert 0 < biggest.size < 8192, biggest.size         # head + tail only: never the whole document
     monkeypatch.setattr(readsplit, "SPLIT_MIN_BYTES", 0)
     monkeypatch.setattr(tracecolumns, "CHUNK_BYTES", 4096)
@@ -131,3 +133,38 @@ def test_odd_values_anywhere_read_as_the_whole_decode_or_its_one_line(value: str
         assert str(streamed.value) == str(e) and "\n" not in str(e)
         return
     same_events(parse_trace(text, "t", chunk_bytes=block), whole, with_head=False)
+
+
+SPLIT_SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                                  HealthCheck.function_scoped_fixture])
+
+
+@SPLIT_SETTINGS
+@given(st.sampled_from(["kineto", "compact", "indent2", "bare_array"]),
+       st.lists(st.tuples(st.floats(0, 1), st.sampled_from([b"}", b",", b"{", b'"', b"]", b"\\", b"NaN", b"},{"])),
+                max_size=3))
+def test_the_split_path_reads_mangled_text_as_one_process_does(tmp_path: Path, layout: str,
+                                                               edits: list[tuple[float, bytes]]) -> None:
+    text = bytearray(LAYOUTS[layout])
+    for where, what in edits:
+        i = int(where * (len(text) - 1))
+        text[i:i + len(what)] = what
+    p = tmp_path / f"m{abs(hash((layout, tuple(edits))))}.pt.trace.json"
+    p.write_bytes(bytes(text))
+    try:
+        one = read_trace(p)
+    except TraceError as e:
+        with pytest.raises(TraceError) as split:
+            _split_read(p)
+        assert str(split.value) == str(e)
+        return
+    same_events(_split_read(p), one, layout != "bare_array")
+
+
+def _split_read(p: Path) -> Trace:
+    old = readsplit.SPLIT_MIN_BYTES
+    readsplit.SPLIT_MIN_BYTES = 0
+    try:
+        return read_trace(p, jobs=2)
+    finally:
+        readsplit.SPLIT_MIN_BYTES = old
