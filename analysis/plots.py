@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False    # run names are literal text: "run$\\x{$" is not mathtext
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
 from analysis.records import RunAnalysis  # noqa: E402

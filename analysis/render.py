@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from analysis.terminal import shown_lines
 from analysis.view import Item, ReportView, Table
 
 NO_FINDINGS = "none: no figure crossed a threshold"
@@ -34,7 +35,7 @@ def render_text(view: ReportView) -> str:
         out += ["", "Notes:"] + [f"- {n}" for n in view.notes]
     if view.errors:
         out += ["", "Errors:"] + [f"- {e}" for e in view.errors]
-    return "\n".join(out)
+    return shown_lines("\n".join(out))          # run names come from other people's folders
 
 
 def _esc(s: str) -> str:
@@ -51,7 +52,13 @@ def markdown_items(items: Sequence[Item]) -> list[str]:
     return [f"{i.number}\\. {i.text}" for i in items]
 
 
-def render_markdown(view: ReportView, level: int = 1) -> str:
+def render_markdown(view: ReportView, level: int = 1, escape: bool = False) -> str:
+    """The view as markdown; escape: control characters shown escaped (for a terminal)."""
+    text = _markdown(view, level)
+    return shown_lines(text) if escape else text
+
+
+def _markdown(view: ReportView, level: int) -> str:
     h = "#" * level
     out = [f"{h} {view.title}"]
     for t in view.tables:

@@ -23,10 +23,11 @@ from analysis.records import RunAnalysis
 from analysis.runs import InputError, TraceAnalyser, analyse_runs, discover_runs
 from analysis.samplestats import SampleSummary
 from analysis.scaling import RunMetrics, attach_speedups, run_metrics
+from analysis.terminal import shown
 from analysis.view import ReportView, build_view, items_json
 from analysis.whatif.check import CheckRow, check_runs, error_summary
 from profiler.contract import vocab
-from profiler.contract.runjson import encode_json
+from profiler.contract.runjson import encode_json, write_bytes_atomic
 
 PROG = "python -m analysis.report"
 SUMMARY_SCHEMA = 2      # 2: findings/recommendations carry typed figures; cost items by kind; samples summary
@@ -167,11 +168,14 @@ def render_html(report: Report, view: ReportView | None = None) -> str:
 
 
 def write_outputs(report: Report, out_dir: Path, view: ReportView | None = None) -> Path:
+    """summary.json and index.html, both rendered before either is written, each written atomically
+    (temp + rename): a failure leaves the previous report whole, never one new file beside one stale."""
     view = view if view is not None else build_view(report)
+    summary, page = summary_bytes(report, view), render_html(report, view).encode("utf-8")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_bytes(summary_bytes(report, view))
     index = out_dir / "index.html"
-    index.write_text(render_html(report, view), encoding="utf-8")
+    write_bytes_atomic(out_dir / "summary.json", summary)
+    write_bytes_atomic(index, page)
     return index
 
 
@@ -240,17 +244,17 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--jobs must be at least 1, got {args.jobs}")
         report = run_report(args.paths, progress=progress, jobs=args.jobs)
     except InputError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {shown(exc)}", file=sys.stderr)
         return 2
     view = build_view(report)
     if args.format == "json":
         sys.stdout.write(summary_bytes(report, view).decode() + "\n")
     elif args.format == "markdown":
-        sys.stdout.write(render.render_markdown(view))
+        sys.stdout.write(render.render_markdown(view, escape=True))
     else:
         print(render.render_text(view))
     for e in report.errors:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {shown(e)}", file=sys.stderr)
     if not args.no_html:
         try:
             index = write_outputs(report, args.out, view)

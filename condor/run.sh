@@ -18,6 +18,8 @@
 #   3. Runs the runner in the background; SIGTERM/SIGINT/SIGHUP (eviction, condor_vacate_job)
 #      are forwarded as SIGTERM so it flushes the trace and writes run.json "interrupted";
 #      after SCALESCOPE_TERM_GRACE seconds (default 90, under job_max_vacate_time) it is killed.
+#      The traps are set before anything else: a signal during setup stops the setup step and the
+#      job still packs its folder (condor_wrapper.json: status interrupted, the stage it was in).
 #   4. Packs out/SWEEP/<run>/ (plus condor_job.ad, condor_machine.ad, condor_wrapper.json and
 #      the tail of the runner's stderr) into TARBALL, even when the runner failed or wrote no
 #      run folder (then a folder failed-<cluster>.<proc>/ holds what is known).
@@ -51,6 +53,55 @@ RC=0
 
 log() { echo "run.sh: $*" >&2; }
 
+# Signals first: an eviction during setup (env-pack unpack, pip, the import check) must still return the
+# tarball. Setup steps run in the background and are waited for, so a trapped signal interrupts them.
+RUNNER=
+WATCHDOG=
+SIGNALLED=
+SETUP_PID=
+forward() {
+    SIGNALLED=$1
+    if [ -n "$SETUP_PID" ] && kill -0 "$SETUP_PID" 2>/dev/null; then
+        log "got SIG$1 during $STAGE: stopping it (pid $SETUP_PID); the job returns what it has"
+        kill -TERM "$SETUP_PID" 2>/dev/null
+    fi
+    if [ -n "$RUNNER" ] && kill -0 "$RUNNER" 2>/dev/null && [ -z "$WATCHDOG" ]; then
+        log "got SIG$1: forwarding SIGTERM to the runner (pid $RUNNER) so it flushes"
+        kill -TERM "$RUNNER" 2>/dev/null
+        ( sleep "${SCALESCOPE_TERM_GRACE:-90}"; kill -KILL "$RUNNER" 2>/dev/null ) >/dev/null 2>&1 &
+        WATCHDOG=$!
+    fi
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+trap 'forward HUP' HUP
+
+step() {  # step CMD...: one setup command, in the background so that a signal interrupts the wait
+    [ -z "$SIGNALLED" ] || return 1
+    "$@" &
+    SETUP_PID=$!
+    local status
+    while :; do
+        wait "$SETUP_PID"; status=$?
+        if kill -0 "$SETUP_PID" 2>/dev/null; then continue; fi
+        break
+    done
+    SETUP_PID=
+    [ -z "$SIGNALLED" ] || return 1
+    return "$status"
+}
+
+json_str() {  # json_str TEXT -> TEXT as a JSON string literal (quotes, backslashes, control characters escaped)
+    local t=$1
+    t=${t//\\/\\\\}
+    t=${t//\"/\\\"}
+    t=${t//$'\n'/\\n}
+    t=${t//$'\r'/\\r}
+    t=${t//$'\t'/\\t}
+    t=$(printf '%s' "$t" | LC_ALL=C tr -d '\000-\010\013\014\016-\037\177')
+    printf '"%s"' "$t"
+}
+
 ad_value() {  # ad_value FILE ATTR -> the attribute's value (quotes stripped), or nothing
     [ -n "${1:-}" ] && [ -r "$1" ] || return 0
     sed -n "s/^$2 = \"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" "$1" | head -n 1
@@ -78,15 +129,17 @@ if [ "$RC" -eq 0 ] && [ -f "$SANDBOX/scalescope-env.tar.gz" ]; then
     ENV_KIND=conda-pack
     STAGE=env-pack
     mkdir -p "$SANDBOX/env" &&
-        tar -xzf "$SANDBOX/scalescope-env.tar.gz" -C "$SANDBOX/env" &&
+        step tar -xzf "$SANDBOX/scalescope-env.tar.gz" -C "$SANDBOX/env" &&
         . "$SANDBOX/env/bin/activate" &&
-        { [ ! -x "$SANDBOX/env/bin/conda-unpack" ] || "$SANDBOX/env/bin/conda-unpack"; } || {
+        { [ ! -x "$SANDBOX/env/bin/conda-unpack" ] || step "$SANDBOX/env/bin/conda-unpack"; } || {
             log "could not unpack and activate scalescope-env.tar.gz"; RC=1; }
     PY=${SCALESCOPE_PYTHON:-$SANDBOX/env/bin/python}
 else
     PY=${SCALESCOPE_PYTHON:-python3}
 fi
-if [ "$RC" -eq 0 ] && ! "$PY" -c "import msgspec, pynvml, psutil, tqdm, tensorboard, werkzeug, matplotlib" 2>/dev/null; then
+if [ "$RC" -eq 0 ]; then STAGE=import-check; fi
+if [ "$RC" -eq 0 ] && ! step "$PY" -c "import msgspec, pynvml, psutil, tqdm, tensorboard, werkzeug, matplotlib" 2>/dev/null \
+        && [ -z "$SIGNALLED" ]; then
     STAGE=install
     if [ "${SCALESCOPE_NO_INSTALL:-0}" = 1 ] || [ ! -f "$SANDBOX/requirements.txt" ]; then
         log "$PY lacks required packages and installing is off or requirements.txt is missing"; RC=1
@@ -94,8 +147,8 @@ if [ "$RC" -eq 0 ] && ! "$PY" -c "import msgspec, pynvml, psutil, tqdm, tensorbo
         ENV_KIND=container+pip
         export PYTHONUSERBASE="$SANDBOX/.local"
         log "installing what the image lacks from requirements.txt"
-        "$PY" -m pip install --user --no-cache-dir --disable-pip-version-check --quiet \
-            -r "$SANDBOX/requirements.txt" >&2 || { log "pip install failed"; RC=1; }
+        step "$PY" -m pip install --user --no-cache-dir --disable-pip-version-check --quiet \
+            -r "$SANDBOX/requirements.txt" >&2 || { [ -n "$SIGNALLED" ] || log "pip install failed"; RC=1; }
     fi
 fi
 export PYTHONPATH="$SANDBOX${PYTHONPATH:+:$PYTHONPATH}"
@@ -106,24 +159,8 @@ EXTRA=()
 # shellcheck disable=SC2206  # word splitting is the point: a list of flags
 [ -n "${SCALESCOPE_EXTRA_ARGS:-}" ] && EXTRA+=($SCALESCOPE_EXTRA_ARGS)
 
-RUNNER=
-WATCHDOG=
-SIGNALLED=
-forward() {
-    SIGNALLED=$1
-    if [ -n "$RUNNER" ] && kill -0 "$RUNNER" 2>/dev/null && [ -z "$WATCHDOG" ]; then
-        log "got SIG$1: forwarding SIGTERM to the runner (pid $RUNNER) so it flushes"
-        kill -TERM "$RUNNER" 2>/dev/null
-        ( sleep "${SCALESCOPE_TERM_GRACE:-90}"; kill -KILL "$RUNNER" 2>/dev/null ) >/dev/null 2>&1 &
-        WATCHDOG=$!
-    fi
-}
-trap 'forward TERM' TERM
-trap 'forward INT' INT
-trap 'forward HUP' HUP
-
-if [ "$RC" -eq 0 ] && [ -n "$SIGNALLED" ]; then
-    log "got SIG$SIGNALLED before training started"; RC=143
+if [ -n "$SIGNALLED" ] && [ -z "$RUNNER" ]; then
+    log "got SIG$SIGNALLED before training started (during $STAGE)"; RC=143
 fi
 if [ "$RC" -eq 0 ]; then
     STAGE=train
@@ -159,9 +196,12 @@ for d in "${RUN_DIRS[@]}"; do
     [ -n "${_CONDOR_MACHINE_AD:-}" ] && [ -r "$_CONDOR_MACHINE_AD" ] && cp "$_CONDOR_MACHINE_AD" "$RUN/condor_machine.ad"
     [ -s "$ERRLOG" ] && tail -n 200 "$ERRLOG" > "$RUN/runner.stderr.txt"
     ENDED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    printf '{"schema": 1, "cluster": "%s", "process": "%s", "sweep": "%s", "tarball": "%s", "host": "%s", "exit_code": %d, "signal": "%s", "stage": "%s", "environment": "%s", "cuda_visible_devices": "%s", "started": "%s", "ended": "%s"}\n' \
-        "$CLUSTER" "$PROC" "$SWEEP" "$TARBALL" "$(hostname)" "$RC" "${SIGNALLED:-}" "$STAGE_DONE" \
-        "$ENV_KIND" "${CUDA_VISIBLE_DEVICES-}" "$STARTED" "$ENDED" > "$RUN/condor_wrapper.json"
+    if [ -n "$SIGNALLED" ]; then STATUS=interrupted; elif [ "$RC" -eq 0 ]; then STATUS=complete; else STATUS=failed; fi
+    printf '{"schema": 1, "cluster": %s, "process": %s, "sweep": %s, "tarball": %s, "host": %s, "exit_code": %d, "signal": %s, "stage": %s, "status": %s, "environment": %s, "cuda_visible_devices": %s, "started": %s, "ended": %s}\n' \
+        "$(json_str "$CLUSTER")" "$(json_str "$PROC")" "$(json_str "$SWEEP")" "$(json_str "$TARBALL")" \
+        "$(json_str "$(hostname)")" "$RC" "$(json_str "${SIGNALLED:-}")" "$(json_str "$STAGE_DONE")" \
+        "$(json_str "$STATUS")" "$(json_str "$ENV_KIND")" "$(json_str "${CUDA_VISIBLE_DEVICES-}")" \
+        "$(json_str "$STARTED")" "$(json_str "$ENDED")" > "$RUN/condor_wrapper.json"
 done
 MEMBERS=()
 for d in "${RUN_DIRS[@]}"; do MEMBERS+=("$SWEEP/$d"); done

@@ -20,7 +20,7 @@ from .runfiles import open_regular
 
 __all__ = ["Layer", "ModelInfo", "ProfilerSchedule", "ConfigInfo", "CudaDevice", "GpuInfo", "CpuAllocation",
            "Environment", "EpochResult", "Results", "ThreadScaling", "StepTimes", "AllReduceRate", "Calibration", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
-           "encode_json", "decode_run_json", "write_json_atomic"]
+           "encode_json", "decode_run_json", "write_json_atomic", "write_bytes_atomic"]
 
 
 class _S(msgspec.Struct, kw_only=True):
@@ -322,8 +322,12 @@ def encode_json(data: Any, indent: int = 2) -> bytes:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via temp file + rename: a reader (the analysis, a job wrapper) never sees half a file."""
+    write_bytes_atomic(path, encode_json(data))
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write a file via temp file + fsync + rename: the old file stays whole until the new one is."""
     path = Path(path)
-    payload = encode_json(data)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
