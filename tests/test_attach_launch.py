@@ -114,7 +114,7 @@ def test_only_the_boot_folder_goes_on_the_commands_path() -> None:
 
 
 # --- ranks however they were started -------------------------------------------------------------
-@pytest.mark.parametrize("launch", ["spawn", "start_processes", "process-spawn"])
+@pytest.mark.parametrize("launch", ["spawn", "start_processes", "process-spawn", "process-forkserver"])
 def test_ranks_started_by_multiprocessing_are_profiled_like_torchrun_ranks(tmp_path: Path, launch: str) -> None:
     res = attach(tmp_path, *spawn_script("--launch", launch, "--steps", "8", "--batch", "8"), opts=("--name", "ddp"))
     assert res.returncode == 0, res.stderr[-3000:]

@@ -1,6 +1,7 @@
 """A user's DDP script in the style of PyTorch's DDP tutorial: ranks from torch.multiprocessing.spawn
 (`--launch spawn`, the default), torch.multiprocessing.start_processes (`--launch start_processes`) or
-multiprocessing.Process (`--launch process-fork` / `process-spawn`); gloo on CPU (`--device cuda`: NCCL,
+multiprocessing.Process (`--launch process-fork` / `process-spawn` / `process-forkserver`, Python 3.14's
+default on Linux); gloo on CPU (`--device cuda`: NCCL,
 rank r on GPU r), DistributedSampler, Adam."""
 import argparse
 import multiprocessing
@@ -47,7 +48,7 @@ def train(rank, world, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--launch", default="spawn", choices=["spawn", "start_processes", "process-fork", "process-spawn"])
+    ap.add_argument("--launch", default="spawn", choices=["spawn", "start_processes", "process-fork", "process-spawn", "process-forkserver"])
     ap.add_argument("--world", type=int, default=2)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
