@@ -390,3 +390,17 @@ def test_a_disk_that_fills_mid_run_fails_the_run_and_keeps_the_commands_code(tmp
         assert no_state_left(tmp_path)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_ctrl_c_during_start_up_means_the_command_never_starts(tmp_path: Path) -> None:
+    """The handlers are installed before anything else (main); a signal recorded by then stops attach
+    before Popen. Here the signal is recorded first, as if it had come during start-up."""
+    marker = tmp_path / "started"
+    args = cli.build_parser().parse_args(["--out", str(tmp_path / "traces"), "--", "bash", "-c", f"touch {marker}"])
+    signals = cli.group.Signals()
+    signals.signum = signal.SIGINT
+    rc = cli.run(args, cli._command(args), signals)
+    assert rc == 130 and not marker.exists()
+    info, _ = read_run_json(tmp_path / "traces" / "bash" / "run.json")
+    assert (info.status, info.message) == ("interrupted", "stopped by SIGINT before the command started")
+    assert sorted(p.name for p in (tmp_path / "traces" / "bash").iterdir()) == ["run.json", "samples.csv"]
