@@ -235,8 +235,7 @@ class Columns:
 def decode_document(text: bytes | bytearray | memoryview, cols: Columns) -> TraceFile | _StrictTraceFile:
     """A whole trace document, its events added to cols (and dropped from the returned head);
     the strict decoder first, the tolerant one for what it rejects."""
-    first = _LEADING_SPACE.match(text).end()
-    if first < len(text) and text[first] == 0x5B:        # a bare array of events (the old Chrome format)
+    if _bare_array(text):
         cols.add_json(text)
         return TraceFile(traceEvents=[])
     try:
@@ -254,20 +253,25 @@ def events_start(raw: bytes | bytearray) -> int:
     return raw.find(b"[", key) if key >= 0 else -1
 
 
+def _bare_array(text: bytes | bytearray | memoryview) -> bool:
+    """The document's top level is an array of events (the old Chrome format), not an object."""
+    first = _LEADING_SPACE.match(text).end()
+    return first < len(text) and text[first] == 0x5B      # "["
+
+
 def document_head(raw: bytes | bytearray) -> tuple[int, bytes, bytes] | None:
     """Where the events list opens: (index of its "[", the head to decode the last part with, the tail to
     close it). An object's head is its text up to that "["; a bare array (the old Chrome format) is read
     as {"traceEvents": [...]}. None while it is not (yet) seen."""
-    first = _LEADING_SPACE.match(raw).end()
-    if first < len(raw) and raw[first] == 0x5B:          # "["
-        return first, BARE_HEAD, BARE_TAIL
+    if _bare_array(raw):
+        return _LEADING_SPACE.match(raw).end(), BARE_HEAD, BARE_TAIL
     start = events_start(raw)
     return None if start < 0 else (start, bytes(raw[:start + 1]), b"")
 
 
-def first_boundary(buf: bytes | bytearray, lo: int, hi: int | None = None) -> int:
-    """The first entry boundary in buf[lo:hi] -- the index just after the comma between two entries -- or -1."""
-    m = _BOUNDARY.search(buf, lo, len(buf) if hi is None else hi)
+def first_boundary(buf: bytes | bytearray, lo: int) -> int:
+    """The first entry boundary in buf[lo:] -- the index just after the comma between two entries -- or -1."""
+    m = _BOUNDARY.search(buf, lo)
     return m.end(1) if m else -1
 
 

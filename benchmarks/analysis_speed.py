@@ -128,6 +128,17 @@ LAYOUTS = {   # how a trace's entries are written: (head, entry joiner, how one 
 }
 
 
+def measured_row(label: str, tool: str, path: Path, trace: Path, mb: float) -> dict:
+    """One table row: `tool` run on `path` (the trace, or its folder), with throughput and memory per JSON MB."""
+    r = measure(tool, path)
+    r.update(input=label, tool=tool, json_mb=mb, file_mb=trace.stat().st_size / 1e6)
+    if "seconds" in r:
+        r["mb_per_s"] = mb / r["seconds"]
+        r["rss_over_json"] = r["total_rss_mib"] * 2**20 / (mb * 1e6)
+    print(json.dumps(r), flush=True)
+    return r
+
+
 def make_repeated(seed: Path, target_mb: float, dest: Path, gz: bool, layout: str = "kineto") -> Path:
     """Repeat the seed trace's events with shifted times, ids and step numbers until target_mb, in one of
     LAYOUTS (the same events, byte for byte the same values, whatever the layout)."""
@@ -234,13 +245,7 @@ def main() -> None:
         for tool in tools:
             if tool == "hta" and args.skip_hta:
                 continue
-            r = measure(tool, path)
-            r.update(input=label, tool=tool, json_mb=mb, file_mb=path.stat().st_size / 1e6)
-            if "seconds" in r:
-                r["mb_per_s"] = mb / r["seconds"]
-                r["rss_over_json"] = r["total_rss_mib"] * 2**20 / (mb * 1e6)
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+            rows.append(measured_row(label, tool, path, path, mb))
     table = render(rows)
     print(table)
     if args.write_results:
@@ -268,13 +273,7 @@ def layouts_main(args: argparse.Namespace) -> None:
     for label, folder, dest in tqdm(inputs, desc="layouts"):
         mb = json_size(dest) / 1e6
         for tool in ("report", "json.load", "msgspec-only"):
-            r = measure(tool, folder if tool == "report" else dest)
-            r.update(input=label, tool=tool, json_mb=mb, file_mb=dest.stat().st_size / 1e6)
-            if "seconds" in r:
-                r["mb_per_s"] = mb / r["seconds"]
-                r["rss_over_json"] = r["total_rss_mib"] * 2**20 / (mb * 1e6)
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+            rows.append(measured_row(label, tool, folder if tool == "report" else dest, dest, mb))
     table = render_layouts(rows)
     print(table)
     if args.write_results:

@@ -12,7 +12,8 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -57,6 +58,19 @@ def hta_kept_compute(a: TraceAnalysis) -> float:
     steps = a.steps if len(a.steps) < 2 else a.steps[:-1]
     assert len(a.devices) == 1, f"{a.path.name}: one GPU per process, so step compute is that GPU's"
     return sum(s.parts_us[vocab.COMPUTE] for s in steps)
+
+
+@contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A real disk of `size` (a tmpfs mounted at `path`) for tests that need one to fill; unmounted after."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small disk needs a tmpfs mount (root): {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def load_submitcheck() -> ModuleType:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from analysis.report import run_report, to_summary
+from conftest import small_disk
 from profiler.attach import cli
 from profiler.attach.report import AttachSettings, ProcessReport, all_stopped, untrained_traces
 from profiler.contract.runjson import read_run_json
@@ -368,12 +369,7 @@ def test_per_layer_data_parallel_without_gpus_is_a_one_cpu_run_with_a_note(tmp_p
 
 
 def test_a_disk_that_fills_mid_run_fails_the_run_and_keeps_the_commands_code(tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a small disk needs a tmpfs mount (root): {mounted.stderr.decode().strip()}")
-    try:
+    with small_disk(tmp_path / "disk", "4m") as disk:
         # the script fills the disk at its 6th step, inside the profiled window, and ends normally
         res = subprocess.run([PY, "-m", "profiler.attach", "--out", str(disk), "--active", "30", "--",
                               PY, str(SCRIPTS / "plain_train.py"), "--steps", "8", "--epochs", "8",
@@ -388,8 +384,6 @@ def test_a_disk_that_fills_mid_run_fails_the_run_and_keeps_the_commands_code(tmp
         assert info.message.endswith(": No space left on device)")
         assert sorted(p.name for p in run_dir.iterdir()) == ["run.json", "samples.csv"]   # no half trace, no reserve
         assert no_state_left(tmp_path)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_a_ctrl_c_during_start_up_means_the_command_never_starts(tmp_path: Path) -> None:

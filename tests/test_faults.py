@@ -19,6 +19,7 @@ import pytest
 
 from analysis import collect
 from analysis.terminal import shown
+from conftest import small_disk
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -146,20 +147,13 @@ def test_a_failure_while_unpacking_leaves_nothing_of_any_run(tmp_path: Path) -> 
 
 
 def test_a_disk_that_fills_while_unpacking_leaves_nothing(tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a small disk needs a tmpfs mount (root): {mounted.stderr.decode().strip()}")
-    try:
+    with small_disk(tmp_path / "disk", "1m") as disk:
         results = tmp_path / "results"
         for run in ("a", "b"):
             tarball(results / f"{run}.tar.gz", [*run_members(run=run), file(f"seed/{run}/blob", os.urandom(700_000))])
         res = cli(str(results), "--into", str(disk / "traces"), cwd=tmp_path)
         one_line(res, "No space left on device")
         assert everything(disk) == []
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_names_with_terminal_escapes_are_printed_escaped(tmp_path: Path) -> None:

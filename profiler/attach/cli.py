@@ -29,7 +29,7 @@ from .. import nvml
 from . import command as cmdline
 from . import group
 from .report import (ENV, AttachSettings, ProcessReport, all_stopped, as_config, merge, read_reports,
-                                    untrained_traces)
+                     steps_needed, untrained_traces)
 from ..contract import vocab
 from ..contract.runfiles import clear_run_files, is_run_folder
 from ..contract.runjson import ConfigInfo, ModelInfo, ProfilerSchedule
@@ -120,19 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings_steps(args: argparse.Namespace) -> int:
-    return (args.wait + args.warmup + args.active) * max(args.repeat, 1)
-
-
 def _command(args: argparse.Namespace) -> list[str]:
     cmd = list(args.command)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("no command: python -m profiler.attach [options] -- COMMAND [ARGS...]")
-    if args.steps is not None and args.steps < _settings_steps(args):
+    needed = steps_needed(args.wait, args.warmup, args.active, args.repeat)
+    if args.steps is not None and args.steps < needed:
         raise UsageError(f"--steps {args.steps} stops before the profiled steps are recorded: it must be at least "
-                         f"wait + warmup + active{' x repeat' if args.repeat > 1 else ''} = {_settings_steps(args)}")
+                         f"wait + warmup + active{' x repeat' if args.repeat > 1 else ''} = {needed}")
     if cmdline.resolve_executable(cmd[0]) is None:
         raise UsageError(f"command not found: {cmd[0]}")
     return cmd
@@ -399,8 +396,8 @@ def _supervise(child: subprocess.Popen[bytes], pgid: int, signals: group.Signals
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
-        since = min(t for t in (signals.at, stopped_at, now + 1) if t is not None)
-        if now - since > GRACE_S:
+        asked = min((t for t in (signals.at, stopped_at) if t is not None), default=None)   # to stop, at
+        if asked is not None and now - asked > GRACE_S:
             group.signal_group(pgid, signal.SIGKILL)
         if watch_stop and stopped is None and not signals.signum:
             reports, _ = read_reports(state_dir)

@@ -1,8 +1,9 @@
 """Inside an attached process: profile it as the runner profiles its own, without its code.
 
 Loaded under a private package name (see `boot/sitecustomize.py`), activated right after
-`import torch` (see `hook`). Every process of the tree that imports torch gets the patches; what it
-*does* decides whether it is profiled, never how it was started:
+`import torch` (see `hook`). Every process of the tree that imports torch gets the patches
+(`patches`, which report here what the process does); what it *does* decides whether it is
+profiled, never how it was started:
 - a process started by exec (the script, a rank torchrun or a shell wrapper started) is armed at
   once; a multiprocessing child (torch.multiprocessing.spawn / start_processes, multiprocessing.Process
   by fork, spawn or forkserver) stays dormant until it trains -- initialises a process group, builds an
@@ -38,26 +39,27 @@ from typing import Any
 import msgspec
 import torch
 from torch import nn
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.profiler import ProfilerAction, ProfilerActivity, record_function
 
 from ..contract import vocab
 from ..modeltable import describe
 from ..session import Schedule, all_threads_config, cuda_devices, make_profiler
+from . import patches
 from .command import helper_role
+from .patches import _labelled  # noqa: F401  (tests label a method through it)
 from .report import ENV, AttachSettings, ProcessReport, write_report
 
-__all__ = ["activate", "Attached", "current"]
+__all__ = ["activate", "Attached"]
 
 _ACTIVE: "Attached | None" = None
 _KINETO_USED = False         # this address space has started a profiler (inherited by fork)
-_PATCHED = False
-_GLOBAL_HOOKS: list[Any] = []   # every module's forward, until a process knows which module it trains
 
 
-def current() -> "Attached | None":
-    return _ACTIVE
+def _call(method: str, *args: Any) -> None:
+    """What a patch or hook saw, to this process's state (a fork gets a fresh one)."""
+    state = _ACTIVE
+    if state is not None:
+        getattr(state, method)(*args)
 
 
 def _mp_child(argv: list[str]) -> bool:
@@ -83,9 +85,10 @@ def activate() -> None:
         return
     settings = msgspec.json.decode(raw, type=AttachSettings)
     _ACTIVE = Attached(settings, launch="multiprocessing" if child else "exec")
-    _install_patches()
+    if patches.install(_call):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
     if not child:
-        _ACTIVE.arm("started by exec")
+        _ACTIVE.arm()
 
 
 def _after_fork_in_child() -> None:
@@ -95,130 +98,6 @@ def _after_fork_in_child() -> None:
     if parent is None:
         return
     _ACTIVE = Attached(parent.settings, launch="fork", kineto_inherited=_KINETO_USED)
-
-
-# --- patches: installed once per address space, dispatched to this process's state -------------
-def _install_patches() -> None:
-    global _PATCHED
-    if _PATCHED:
-        return
-    _PATCHED = True
-    _patch_data_parallel()
-    _patch_ddp()
-    _patch_process_group()
-    _patch_optimizer_init()
-    _patch_dataloader()
-    _patch_backward()
-    register_optimizer_step_pre_hook(lambda o, a, k: _call("_before_step", o))
-    register_optimizer_step_post_hook(lambda o, a, k: _call("_after_step", o))
-    _GLOBAL_HOOKS[:] = [register_module_forward_pre_hook(lambda m, a: _call("_root_pre", m, True)),
-                        register_module_forward_hook(lambda m, a, o: _call("_root_post", m, True), always_call=True)]
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _call(method: str, *args: Any) -> None:
-    state = _ACTIVE
-    if state is not None:
-        getattr(state, method)(*args)
-
-
-def _patch_data_parallel() -> None:
-    dp = nn.DataParallel
-    init = dp.__init__
-
-    def __init__(module: nn.DataParallel, *args: Any, **kwargs: Any) -> None:
-        init(module, *args, **kwargs)
-        _call("_on_data_parallel", module)
-
-    dp.__init__ = __init__    # type: ignore[method-assign]
-    for method, label in (("scatter", vocab.SCATTER), ("replicate", vocab.REPLICATE),
-                          ("parallel_apply", vocab.PARALLEL_APPLY), ("gather", vocab.GATHER)):
-        setattr(dp, method, _labelled(getattr(dp, method), label))
-
-
-def _patch_ddp() -> None:
-    ddp = nn.parallel.DistributedDataParallel
-    init = ddp.__init__
-
-    def __init__(module: Any, *args: Any, **kwargs: Any) -> None:
-        init(module, *args, **kwargs)
-        _call("_on_ddp")
-
-    ddp.__init__ = __init__   # type: ignore[method-assign]
-
-
-def _patch_process_group() -> None:
-    """`init_process_group` marks a rank, whoever started it (torchrun, mp.spawn, a Process)."""
-    try:
-        import torch.distributed as dist
-        from torch.distributed import distributed_c10d as c10d
-    except Exception:
-        return
-    real = getattr(c10d, "init_process_group", None)
-    if real is None:
-        return
-
-    def init_process_group(*args: Any, **kwargs: Any) -> Any:
-        out = real(*args, **kwargs)
-        _call("_on_process_group")
-        return out
-
-    init_process_group.__doc__ = real.__doc__
-    init_process_group.__wrapped__ = real          # type: ignore[attr-defined]
-    c10d.init_process_group = init_process_group   # type: ignore[assignment]
-    dist.init_process_group = init_process_group   # type: ignore[assignment]
-
-
-def _patch_optimizer_init() -> None:
-    base = torch.optim.Optimizer
-    init = base.__init__
-
-    def __init__(opt: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
-        init(opt, *args, **kwargs)
-        _call("wake", f"built an optimizer ({type(opt).__name__})")
-
-    __init__.__doc__ = init.__doc__
-    base.__init__ = __init__  # type: ignore[method-assign]
-
-
-def _patch_backward() -> None:
-    """`loss.backward()` under the backward label: on CPU the autograd engine runs in the calling
-    thread, and ops under no label would read as host overhead."""
-    real = torch.Tensor.backward
-
-    def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        with record_function(vocab.BACKWARD):
-            return real(tensor, *args, **kwargs)
-
-    backward.__doc__ = real.__doc__
-    torch.Tensor.backward = backward   # type: ignore[method-assign]
-
-
-def _patch_dataloader() -> None:
-    from torch.utils.data import dataloader as dl
-    base = dl._BaseDataLoaderIter
-    nxt = base.__next__
-
-    def __next__(it: Any) -> Any:
-        batch = nxt(it)
-        state = _ACTIVE
-        if state is not None:
-            state._on_batch(it, batch)
-        return batch
-
-    base.__next__ = __next__  # type: ignore[method-assign]
-
-
-def _labelled(fn: Any, label: str) -> Any:
-    """nn.DataParallel's own method under the contract's label (LabelledDataParallel labels itself)."""
-    def method(self: nn.DataParallel, *args: Any, **kwargs: Any) -> Any:
-        if getattr(type(self), "_ss_labels", False):
-            return fn(self, *args, **kwargs)
-        with record_function(label):
-            return fn(self, *args, **kwargs)
-    method.__name__ = getattr(fn, "__name__", label)
-    method.__doc__ = getattr(fn, "__doc__", None)
-    return method
 
 
 def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
@@ -280,7 +159,7 @@ class Attached:
         self.pid = os.getpid()
         rank = int(os.environ.get("RANK", "0") or 0) if launch == "exec" else 0
         world = int(os.environ.get("WORLD_SIZE", "1") or 1) if launch == "exec" else 1
-        self.report = ProcessReport(pid=self.pid, rank=rank, world_size=world, launch=launch,
+        self.report = ProcessReport(pid=self.pid, rank=rank, world_size=world,
                                     torchrun=launch == "exec" and "LOCAL_RANK" in os.environ,
                                     torch=torch.__version__, cuda=torch.version.cuda)
         self.kineto_inherited = kineto_inherited
@@ -308,13 +187,12 @@ class Attached:
         self.flushing = False
 
     # --- arming: from now on this process is profiled ---------------------------------------
-    def arm(self, why: str) -> None:
+    def arm(self) -> None:
+        """From now on this process is profiled: at once when started by exec, else once it trains."""
         if self.armed or self.finished:
             return
         self.armed = True
         self.cuda = torch.cuda.is_available()
-        r = self.report
-        r.armed_by = why
         if self.kineto_inherited:
             self.note("forked from a process that had already run the profiler: Kineto cannot record in a "
                       "forked copy, so this process is reported but not traced (start ranks with the spawn "
@@ -326,10 +204,6 @@ class Attached:
         else:
             self.note("armed outside the main thread: SIGTERM does not flush the trace")
         self._write()
-
-    def wake(self, why: str) -> None:
-        """A multiprocessing child trains: arm it (an exec-started process is armed already)."""
-        self.arm(why)
 
     def note(self, text: str) -> None:
         if text not in self.report.notes:
@@ -395,11 +269,11 @@ class Attached:
     def _on_process_group(self) -> None:
         ranks = _dist_rank()
         if ranks is not None:
-            self.report.process_group = True
             self.report.rank, self.report.world_size = ranks
-        self.wake("initialised a process group")
         if self.armed:
-            self._write()
+            self._write()            # the rank it now knows
+        else:
+            self.arm()
 
     def _on_batch(self, it: Any, batch: Any) -> None:
         t = _first_tensor(batch)
@@ -455,9 +329,7 @@ class Attached:
     def _label_module(self, module: nn.Module) -> None:
         """From the first step on, only the trained module's forward is labelled: the global hooks go
         (every module call would pay for them), in this process and in the workers it forks later."""
-        for handle in _GLOBAL_HOOKS:
-            handle.remove()
-        _GLOBAL_HOOKS.clear()
+        patches.drop_global_hooks()
         self.trained = module
         self.depth = 0
         module.register_forward_pre_hook(lambda m, a: self._root_pre(m))
@@ -471,7 +343,7 @@ class Attached:
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.armed:
-            self.wake(f"stepped an optimizer ({type(optimizer).__name__})")
+            self.arm()
         if self._ours(optimizer) and not self.finished:
             self.opt_label = record_function(vocab.OPTIMIZER)
             self.opt_label.__enter__()
@@ -610,7 +482,6 @@ class Attached:
                 r.cuda_devices = cuda_devices(torch.cuda.device_count())
         except Exception:
             pass
-        r.finished = True
         self._write()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:

@@ -16,7 +16,7 @@ from ..contract import vocab
 from ..contract.runjson import ConfigInfo, CudaDevice, ModelInfo, Results, write_json_atomic
 
 __all__ = ["ENV", "AttachSettings", "ProcessReport", "Merged", "read_reports", "write_report", "merge",
-           "untrained_traces", "all_stopped"]
+           "untrained_traces", "all_stopped", "steps_needed"]
 
 ENV = "SCALESCOPE_ATTACH"          # the settings, as JSON, for every process of the tree
 
@@ -35,8 +35,12 @@ class AttachSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def steps_needed(self) -> int:
-        """Optimizer steps for every profiled cycle to be recorded (one cycle when repeating forever)."""
-        return (self.wait + self.warmup + self.active) * max(self.repeat, 1)
+        return steps_needed(self.wait, self.warmup, self.active, self.repeat)
+
+
+def steps_needed(wait: int, warmup: int, active: int, repeat: int) -> int:
+    """Optimizer steps for every profiled cycle to be recorded (one cycle when repeating forever)."""
+    return (wait + warmup + active) * max(repeat, 1)
 
 
 class ProcessReport(msgspec.Struct, kw_only=True):
@@ -45,10 +49,7 @@ class ProcessReport(msgspec.Struct, kw_only=True):
     pid: int
     rank: int = 0
     world_size: int = 1
-    launch: str = "exec"                        # "exec" | "multiprocessing" (spawn, forkserver) | "fork"
-    armed_by: str | None = None                 # why it is profiled: started by exec, or what it did
     torchrun: bool = False                      # started by torchrun (its RANK/LOCAL_RANK environment)
-    process_group: bool = False                 # it initialised a torch.distributed process group
     torch: str | None = None
     cuda: str | None = None
     cudnn: int | None = None
@@ -70,7 +71,6 @@ class ProcessReport(msgspec.Struct, kw_only=True):
     wall_s: float = 0.0
     first_step_ns: int | None = None            # time.time_ns() of the first optimizer step
     stopped: str | None = None                  # "steps" | "duration": done, the parent may stop the command
-    finished: bool = False                      # its trace and report are flushed
     traces: list[str] = msgspec.field(default_factory=list)    # trace files it wrote into the run folder
     write_error: str | None = None              # a trace it could not write (a full disk)
     notes: list[str] = msgspec.field(default_factory=list)
