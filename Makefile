@@ -32,6 +32,7 @@ demo: setup
 	$(PY) -m models.sweep --preset auto --demo --out $(TRACES) --report-out $(REPORT)
 
 test: setup browser
+	$(VENV)/bin/lint-imports   # the layers and no import cycles (pyproject [tool.importlinter])
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 browser:
@@ -54,7 +55,7 @@ bench: setup
 	$(PY) benchmarks/analysis_speed.py
 
 collect: setup
-	$(PY) -m analysis.collect results --into $(TRACES)
+	$(PY) -m analysis.condor.collect results --into $(TRACES)
 
 gpu-check: setup
 	bash scripts/gpu_check.sh

@@ -7,15 +7,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from analysis.samplestats import SampleSummary
 from profiler.contract.runjson import RunInfo
 from profiler.contract.vocab import CATEGORIES
 
-if TYPE_CHECKING:
-    from analysis.straggler import Collective
-    from analysis.strategy import StrategyEvidence
+Series = dict[str, tuple[list[float], list[float]]]   # device -> (seconds since the first sample, values)
+
+
+@dataclass
+class SampleSummary:
+    """Means and peaks of samples.csv (None / {} where the file has no such rows)."""
+
+    rows: int = 0
+    duration_s: float = 0.0
+    gpu_util_pct: dict[str, float] = field(default_factory=dict)        # mean per CUDA index
+    mean_gpu_util_pct: float | None = None                              # mean of the per-GPU means
+    gpu_mem_used_mib_max: dict[str, float] = field(default_factory=dict)
+    pcie_tx_kbps_max: dict[str, float] = field(default_factory=dict)
+    pcie_rx_kbps_max: dict[str, float] = field(default_factory=dict)
+    host_cpu_pct: float | None = None          # the whole machine's mean: context only, never a finding
+    tree_cpu_cores: float | None = None        # mean cores busy in the run's whole process tree
+    tree_cpu_cores_max: float | None = None
+    main_cpu_pct: float | None = None          # the run process, % of one core
+    children_cpu_pct: float | None = None      # its descendants summed, % of one core
+    peak_rss_mib: float | None = None          # main + children at the same instant
+    series: dict[tuple[str, str], Series] = field(default_factory=dict, repr=False)   # (source, metric) -> Series
+
+    def series_of(self, source: str, metric: str) -> Series:
+        return self.series.get((source, metric), {})
+
+
+@dataclass(frozen=True)
+class Collective:
+    step: int            # ProfilerStep number it falls in
+    name: str
+    dur_us: float
+
+
+@dataclass(frozen=True)
+class StrategyEvidence:
+    """What one trace shows about how its process trained."""
+
+    worker: str                    # the process (a run's several trace files of one rank share it)
+    steps: int                     # ProfilerStep windows (at least 1: a trace without them is one window)
+    ddp_forwards: int
+    dp_forwards: int
+    fsdp_events: int
+    allreduces: int                # host all-reduce ops or NCCL all-reduce kernels
+    gpu_devices: int               # distinct CUDA indices that ran kernels
+    world_size: int | None         # distributedInfo
+    backend: str | None
 
 
 @dataclass
@@ -70,7 +111,7 @@ class MemcpyStats:
 
 @dataclass
 class TimelineSpan:
-    """One bar of the one-step phase timeline plot (added for analysis.plots)."""
+    """One bar of the one-step phase timeline plot (added for analysis.report.plots)."""
 
     lane: str                      # "gpu 0", "gpu 1", ..., "host" (phase labels), "cpu"
     start_us: float                # relative to the step's start_us

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import msgspec
 from tqdm import tqdm
+from resultsmd import replace_section  # noqa: E402  (benchmarks/ is this script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = REPO.parent / "shared" / "anchors"
@@ -37,11 +38,11 @@ import sys, time, json, gzip, pathlib
 tool, path, out = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
 files = sorted(path.iterdir()) if path.is_dir() else [path]
 if tool == "scalescope":
-    from analysis.breakdown import analyse_trace
+    from analysis.step.breakdown import analyse_trace
     t = time.perf_counter(); a = analyse_trace(path); info = {"steps": len(a.steps)}
 elif tool in ("report", "report-seq"):
-    from analysis.report import run_report, to_summary
-    t = time.perf_counter(); s = to_summary(run_report([path], progress=False, jobs=1 if tool == "report-seq" else None))
+    from analysis.api import Analysis
+    t = time.perf_counter(); s = Analysis([path], progress=False, jobs=1 if tool == "report-seq" else None).summary()
     info = {"runs": len(s["runs"]), "strategy": s["runs"][0]["strategy"]}
 elif tool == "json.load":
     t = time.perf_counter()
@@ -50,8 +51,8 @@ elif tool == "json.load":
         del doc
     info = {"files": len(files)}
 elif tool == "msgspec-only":
-    from analysis.reader import read_bytes
-    from analysis.tracecolumns import DOCUMENT as _DECODER
+    from analysis.trace.reader import read_bytes
+    from analysis.trace.columns import DOCUMENT as _DECODER
     t = time.perf_counter(); raw = read_bytes(path)
     doc = _DECODER.decode(raw); info = {"events": len(doc.traceEvents)}
 elif tool == "hta":
@@ -348,7 +349,7 @@ def render(rows: list[dict]) -> str:
 
 
 NOTES = """
-What ran: scalescope = `analysis.breakdown.analyse_trace` in one process (read + classify + full
+What ran: scalescope = `analysis.step.breakdown.analyse_trace` in one process (read + classify + full
 breakdown, per-device view, phase totals, memcpy stats); report = the whole report for the folder
 (`run_report` + `to_summary`: every trace, the run's metrics, findings, recommendations) with its default
 `--jobs`: several traces go to a process pool sized to the cores and memory, a single large trace is
@@ -384,18 +385,10 @@ def write_section(table: str, title: str = "## Analysis speed", notes: str = NOT
                   cells: str = "Each cell: a fresh subprocess; seconds of work (after imports); peak RSS = that "
                                "process's VmHWM.") -> None:
     """Replace (or append) one section of RESULTS.md; other sections are left alone."""
-    results = REPO / "benchmarks" / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n"
     section = (f"{title}\n\nMachine: {machine()}. Command: `.venv/bin/python benchmarks/analysis_speed.py "
                f"{' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n"
                f"{cells}\nMB = uncompressed JSON.\n\n" + table + "\n" + notes)
-    start = text.find(title)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if nxt < 0 else text[nxt:])
-    results.write_text(text)
+    replace_section(title.removeprefix("## "), section)
 
 
 if __name__ == "__main__":

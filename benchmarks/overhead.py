@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
-import re
 import socket
 import statistics
 import sys
@@ -43,6 +42,7 @@ from models.convnet import ConvNet, count_parameters  # noqa: E402
 from profiler.contract import vocab  # noqa: E402
 from profiler.sampler import Sampler, SamplerConfig  # noqa: E402
 from profiler.session import Schedule, make_profiler, phase  # noqa: E402
+from resultsmd import replace_section  # noqa: E402  (benchmarks/ is this script's folder)
 
 MODES = ("plain", "observed", "active")
 
@@ -239,11 +239,7 @@ at that step), and the end (run.json, the process reports).
 
 
 def write_results(path: Path, text: str, title: str = "Overhead") -> None:
-    """Replace (or append) the "## <title>" section, keeping every other section."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## " + re.escape(title) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _m: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    replace_section(title, text, path)
 
 
 def main() -> int:

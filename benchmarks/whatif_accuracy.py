@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from resultsmd import replace_section  # noqa: E402  (benchmarks/ is this script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ARGS = ("--device", "cpu", "--workers", "1", "--max-steps", "3", "--profile-wait", "0", "--profile-warmup", "1",
@@ -131,10 +131,7 @@ Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the go
 """
     print(text)
     if not args.no_write:
-        old = args.results.read_text() if args.results.exists() else "# Benchmark results\n"
-        pattern = re.compile(r"^## What-if accuracy\n.*?(?=^## |\Z)", re.S | re.M)
-        new = pattern.sub(lambda _m: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-        args.results.write_text(new)
+        replace_section("What-if accuracy", text, args.results)
         print(f"written: {args.results}")
     return 0
 

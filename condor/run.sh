@@ -2,7 +2,7 @@
 # scalescope HTCondor job: run one profiled training run and pack its run folder.
 #
 # usage: run.sh SWEEP TARBALL RUNNER-ARGS...
-#   SWEEP        group name; the tarball holds SWEEP/<run>/ so `python -m analysis.collect`
+#   SWEEP        group name; the tarball holds SWEEP/<run>/ so `python -m analysis.condor.collect`
 #                lays it into traces/SWEEP/<run>/
 #   TARBALL      name of the .tar.gz to write in the job's working directory (the submit file
 #                transfers it back to results/); written whether or not training succeeded

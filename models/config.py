@@ -6,7 +6,6 @@ as one line (exit 2). `RunConfig.as_record()` is run.json "config" (the contract
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "writing one self-describing run folder.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("strategy and devices")
-    g.add_argument("--strategy", choices=vocab.STRATEGIES, default="single",
+    g.add_argument("--strategy", choices=vocab.STRATEGIES, default=vocab.SINGLE,
                    help="single device; dp = whole model in DataParallel; dp-layerwise = every conv/linear "
                         "layer in its own DataParallel; ddp = DistributedDataParallel, one process per device")
     g.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
@@ -81,11 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-size", type=int, default=None, metavar="N",
                    help="training images (synthetic default 50000; cifar10: first N)")
     g = p.add_argument_group("profiling")
-    g.add_argument("--profile-wait", type=int, default=1, metavar="N", help="steps before warmup (default: 1)")
-    g.add_argument("--profile-warmup", type=int, default=1, metavar="N", help="warmup steps (default: 1)")
-    g.add_argument("--profile-active", type=int, default=3, metavar="N", help="recorded steps (default: 3)")
-    g.add_argument("--profile-repeat", type=int, default=1, metavar="N",
-                   help="schedule cycles, 0 = until the end (default: 1)")
+    sched = vocab.DEFAULT_SCHEDULE
+    g.add_argument("--profile-wait", type=int, default=sched.wait, metavar="N",
+                   help=f"steps before warmup (default: {sched.wait})")
+    g.add_argument("--profile-warmup", type=int, default=sched.warmup, metavar="N",
+                   help=f"warmup steps (default: {sched.warmup})")
+    g.add_argument("--profile-active", type=int, default=sched.active, metavar="N",
+                   help=f"recorded steps (default: {sched.active})")
+    g.add_argument("--profile-repeat", type=int, default=sched.repeat, metavar="N",
+                   help=f"schedule cycles, 0 = until the end (default: {sched.repeat})")
     g.add_argument("--no-profile", action="store_true", help="no torch.profiler (labels and sampler stay)")
     g.add_argument("--sample-period", type=float, default=0.1, metavar="S",
                    help="NVML/host sampling period in seconds (default: 0.1)")
@@ -215,10 +218,3 @@ def make_config(args: argparse.Namespace, device_type: str, device_ids: tuple[in
         sample_period_s=args.sample_period, name=name, run_dir=run_dir, overwrite=args.overwrite,
         fail_at_step=args.fail_at_step, debug=args.debug,
         argv=list(sys.argv if argv is None else argv), calibrate=not args.no_calibrate)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1

@@ -8,7 +8,8 @@ RANK / WORLD_SIZE / LOCAL_RANK from torchrun's environment, joins the group with
 models.loop.train_process; it writes its own trace ("rank<N>") and a report file in WORKDIR (a
 temp folder this module creates and removes): rank0.json, rank1.json, ... (its launch environment,
 then "ok" or its one-line error), and rank 0 also outcome.json (its LoopOutcome). CPU ranks get
-cores // ranks threads (OMP_NUM_THREADS set here, so torchrun does not set and warn).
+the job's CPU allocation // ranks threads (profiler.cpualloc.usable_cpus; OMP_NUM_THREADS set here,
+so torchrun does not set and warn).
 
 Signals: the parent's StopFlag catches SIGTERM/SIGINT and this module sends the same signal to each
 rank (torchrun's children) once, as soon as its report is there; the ranks agree on a step boundary
@@ -30,7 +31,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,8 +41,11 @@ from typing import Any
 import msgspec
 import psutil
 
-from models.config import RunConfig, cpu_count
+from models.config import RunConfig
 from models.loop import LoopOutcome, StopFlag
+from profiler.contract import vocab
+from profiler.cpualloc import usable_cpus
+from profiler.netport import free_port
 
 GRACE_S = 180.0   # after a signal, how long ranks get to reach a step boundary and flush
 RANK_MODULE = "models.ddp_rank"
@@ -51,14 +54,9 @@ OUTCOME_FILE = "outcome.json"     # rank 0's LoopOutcome (msgspec JSON)
 POLL_S = 0.25
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def threads_per_rank(world: int) -> int:
-    return max(1, cpu_count() // world)
+    """A CPU rank's threads: the job's CPU allocation (not the machine's cores) split over the ranks."""
+    return max(1, usable_cpus() // world)
 
 
 def report_path(workdir: Path, rank: int) -> Path:
@@ -92,7 +90,7 @@ def torchrun_command(cfg: RunConfig, port: int, workdir: Path) -> list[str]:
 def rank_env(cfg: RunConfig) -> dict[str, str]:
     """torchrun's environment: the ranks' threads, and this checkout importable whatever the cwd."""
     env = dict(os.environ)
-    if cfg.device_type == "cpu" or "OMP_NUM_THREADS" not in env:
+    if cfg.device_type == vocab.CPU or "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(threads_per_rank(cfg.devices))
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)

@@ -24,6 +24,7 @@ from models.config import RunConfig
 from models.ddp import OUTCOME_FILE, report_path, threads_per_rank, write_atomic
 from models.loop import StopFlag, train_process
 from models.strategies import Placement
+from profiler.contract import vocab
 
 
 def launch_info(rank: int, world: int, local_rank: int) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg = RunConfig.from_dict(json.loads(cfg_file.read_text()))
         debug = cfg.debug
-        cuda = cfg.device_type == "cuda"
+        cuda = cfg.device_type == vocab.CUDA
         if not cuda:
             torch.set_num_threads(threads_per_rank(world))
         report = launch_info(rank, world, local_rank)

@@ -81,7 +81,7 @@ def _quiet_worker(_worker_id: int) -> None:
 def make_loader(ds: Dataset, cfg: RunConfig, batch: int, rank: int, world: int, train: bool,
                 cuda: bool) -> DataLoader:
     sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=train, seed=cfg.seed) \
-        if cfg.strategy == "ddp" else None
+        if cfg.strategy == vocab.DDP else None
     return DataLoader(ds, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
                       num_workers=cfg.workers, pin_memory=cfg.pin_memory and cuda,
                       worker_init_fn=_quiet_worker if cfg.workers else None,
@@ -100,7 +100,7 @@ def _worker_context(workers: int) -> str | None:
 def _amp_context(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     if not cfg.amp:
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    dtype = torch.float16 if device.type == vocab.CUDA else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -126,16 +126,156 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: Ru
     return float(correct[0] / correct[1]) if correct[1] > 0 else 0.0
 
 
+@dataclass
+class _Tally:
+    """What the loop counts as it goes: run.json "results" and the stop it ends with."""
+
+    step: int = 0
+    images: int = 0
+    step_times: list[float] = field(default_factory=list)     # ms
+    epochs: list[EpochResult] = field(default_factory=list)
+    final_loss: float | None = None
+    accuracy: float | None = None
+    interrupted: int = 0
+    agreed: int = 0   # DDP: the stop all ranks agreed on at the last step end (a local flag alone would desync them)
+
+    def results(self, wall: float) -> Results:
+        return Results(steps=self.step, images=self.images, wall_s=wall,
+                       images_per_s=self.images / wall if wall > 0 else 0.0, epochs=self.epochs,
+                       step_times_ms=[round(t, 3) for t in self.step_times], final_loss=self.final_loss,
+                       accuracy=self.accuracy)
+
+
+@dataclass
+class _Trainer:
+    """One process's training: what it trains with, where it reports, and its tally."""
+
+    cfg: RunConfig
+    placement: Placement
+    world: int
+    stop: StopFlag
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    scaler: torch.amp.GradScaler | None
+    loader: DataLoader
+    test_loader: DataLoader | None
+    steps_per_epoch: int
+    planned: int
+    writer: Any
+    bar: Any
+    prof: Any = None
+    sync_before_step: bool = False
+    tally: _Tally = field(default_factory=_Tally)
+
+    def should_stop(self) -> int:
+        return self.tally.agreed if self.world > 1 else self.stop.signum
+
+    def run(self) -> None:
+        """Every epoch under the profiler, until the plan or a stop ends them."""
+        with self.prof:
+            for epoch in range(self.cfg.epochs):
+                if self.tally.step >= self.planned or self.tally.interrupted:
+                    break
+                self._epoch(epoch)
+            self.stop.force_ok = False     # leaving the profiler context writes the trace
+
+    def _epoch(self, epoch: int) -> None:
+        """One epoch's steps, then its record (and evaluation with --eval)."""
+        t = self.tally
+        if isinstance(self.loader.sampler, DistributedSampler):
+            self.loader.sampler.set_epoch(epoch)
+        e_start = time.perf_counter()
+        e_steps, e_images = self._steps()
+        e_wall = time.perf_counter() - e_start
+        rec = EpochResult(epoch=epoch, steps=e_steps, images=e_images, wall_s=e_wall,
+                          images_per_s=e_images / e_wall if e_wall > 0 else 0.0)
+        if self.test_loader is not None and not self.should_stop() and e_steps:
+            t.accuracy = evaluate(self.model, self.test_loader, self.placement.device, self.cfg, self.world)
+            rec.accuracy = t.accuracy
+            if self.writer is not None:
+                self.writer.add_scalar("eval/accuracy", t.accuracy, t.step)
+        t.epochs.append(rec)
+        if self.should_stop():
+            t.interrupted = self.should_stop()
+
+    def _steps(self) -> tuple[int, int]:
+        """The epoch's steps (its iterator ends with it); returns its steps and images."""
+        t, cfg, device = self.tally, self.cfg, self.placement.device
+        e_steps, e_images = 0, 0
+        it: Iterator[Any] = iter(self.loader)
+        for _ in range(self.steps_per_epoch):
+            if t.step >= self.planned:
+                break
+            if self.should_stop():
+                t.interrupted = self.should_stop()
+                break
+            if cfg.fail_at_step is not None and t.step == cfg.fail_at_step:
+                raise DeliberateFailure(f"--fail-at-step {t.step}: deliberate failure for testing")
+            t0 = time.perf_counter()
+            try:
+                with phase(vocab.DATA_WAIT):
+                    x, y = next(it)
+            except Exception:
+                if self.stop:          # workers killed by the same signal: an interrupt, not a failure
+                    t.interrupted = self.stop.signum
+                    break
+                raise
+            loss = _step(self.model, self.optimizer, self.loss_fn, self.scaler, x, y, cfg, device)
+            loss_val, peer_stop = _step_end(loss, self.stop, self.world, device)
+            if self.sync_before_step:      # the step's kernels on every GPU end inside its window
+                synchronize_devices(device, self.placement.device_ids)
+            self.prof.step()
+            dt = time.perf_counter() - t0
+            n_img = int(x.size(0)) * self.world
+            e_steps += 1
+            e_images += n_img
+            self._count(loss_val, n_img, dt)
+            if peer_stop:
+                t.agreed = self.stop.signum or peer_stop
+        return e_steps, e_images
+
+    def _count(self, loss_val: float, n_img: int, dt: float) -> None:
+        """A finished step into the tally, TensorBoard and the progress bar."""
+        t = self.tally
+        t.step += 1
+        t.images += n_img
+        t.step_times.append(dt * 1e3)
+        t.final_loss = loss_val
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss_val, t.step)
+            self.writer.add_scalar("train/images_per_s", n_img / dt if dt > 0 else 0.0, t.step)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss_val:.3f}", img_s=f"{n_img / dt:.0f}" if dt > 0 else "-")
+            self.bar.update(1)
+
+
+def _schedule(cfg: RunConfig, planned: int, notes: list[str]) -> Schedule:
+    """The run's profiler schedule; a note when the run is too short for all of it."""
+    p = cfg.profiler
+    sched = Schedule(wait=p["wait"], warmup=p["warmup"], active=p["active"], repeat=p["repeat"])
+    if p["enabled"] and 0 < planned < sched.steps_needed:
+        notes.append(f"only {planned} steps but the profiler schedule needs {sched.steps_needed} "
+                     f"((wait {p['wait']} + warmup {p['warmup']} + active {p['active']}) x repeat "
+                     f"{p['repeat']}): the trace has fewer active steps or none")
+    return sched
+
+
+def _planned_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
+    planned = cfg.epochs * steps_per_epoch
+    return min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
+
+
 def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
                   stop: StopFlag) -> LoopOutcome:
     """Build data, model and optimizer, train with the profiler; return run.json "results",
     the signal it stopped for and its notes."""
     device = placement.device
-    cuda = device.type == "cuda"
+    cuda = device.type == vocab.CUDA
     torch.manual_seed(cfg.seed)
     notes: list[str] = []
     train_set, test_set = build_datasets(cfg.data, cfg.data_dir, False, cfg.train_size, cfg.seed)
-    batch = cfg.per_device_batch if cfg.strategy == "ddp" else cfg.global_batch
+    batch = cfg.per_device_batch if cfg.strategy == vocab.DDP else cfg.global_batch
     loader = make_loader(train_set, cfg, batch, rank, world, True, cuda)
     test_loader = make_loader(test_set, cfg, batch, rank, world, False, cuda) if cfg.eval else None
 
@@ -148,104 +288,25 @@ def train_process(cfg: RunConfig, placement: Placement, rank: int, world: int,
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and cuda else None
 
     steps_per_epoch = len(loader)
-    planned = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        planned = min(planned, cfg.max_steps)
-    p = cfg.profiler
-    sched = Schedule(wait=p["wait"], warmup=p["warmup"], active=p["active"], repeat=p["repeat"])
-    if p["enabled"] and 0 < planned < sched.steps_needed:
-        notes.append(f"only {planned} steps but the profiler schedule needs {sched.steps_needed} "
-                     f"((wait {p['wait']} + warmup {p['warmup']} + active {p['active']}) x repeat "
-                     f"{p['repeat']}): the trace has fewer active steps or none")
-
-    writer = _summary_writer(cfg, rank)
-    bar = _progress(cfg, planned, rank)
-    step = 0
-    images = 0
-    step_times: list[float] = []
-    epochs: list[EpochResult] = []
-    final_loss: float | None = None
-    accuracy: float | None = None
-    interrupted = 0
-    agreed = 0   # DDP: the stop all ranks agreed on at the last step end (a local flag alone would desync them)
-
-    def should_stop() -> int:
-        return agreed if world > 1 else stop.signum
+    planned = _planned_steps(cfg, steps_per_epoch)
+    sched = _schedule(cfg, planned, notes)
+    trainer = _Trainer(cfg, placement, world, stop, model, optimizer, loss_fn, scaler, loader, test_loader,
+                       steps_per_epoch, planned, writer=_summary_writer(cfg, rank), bar=_progress(cfg, planned, rank))
 
     t_start = time.perf_counter()
-    prof = make_profiler(cfg.run_dir, f"rank{rank}", sched, cuda, enabled=p["enabled"],
-                         all_threads=cfg.strategy in vocab.DP_STRATEGIES, notes=notes)
-    sync_before_step = cuda and p["enabled"]
+    enabled = cfg.profiler["enabled"]
+    trainer.prof = make_profiler(cfg.run_dir, f"rank{rank}", sched, cuda, enabled=enabled,
+                                 all_threads=cfg.strategy in vocab.DP_STRATEGIES, notes=notes)
+    trainer.sync_before_step = cuda and enabled
     try:
-        with prof:
-            for epoch in range(cfg.epochs):
-                if step >= planned or interrupted:
-                    break
-                if isinstance(loader.sampler, DistributedSampler):
-                    loader.sampler.set_epoch(epoch)
-                e_start, e_steps, e_images = time.perf_counter(), 0, 0
-                it: Iterator[Any] = iter(loader)
-                for _ in range(steps_per_epoch):
-                    if step >= planned:
-                        break
-                    if should_stop():
-                        interrupted = should_stop()
-                        break
-                    if cfg.fail_at_step is not None and step == cfg.fail_at_step:
-                        raise DeliberateFailure(f"--fail-at-step {step}: deliberate failure for testing")
-                    t0 = time.perf_counter()
-                    try:
-                        with phase(vocab.DATA_WAIT):
-                            x, y = next(it)
-                    except Exception:
-                        if stop:          # workers killed by the same signal: an interrupt, not a failure
-                            interrupted = stop.signum
-                            break
-                        raise
-                    loss = _step(model, optimizer, loss_fn, scaler, x, y, cfg, device)
-                    loss_val, peer_stop = _step_end(loss, stop, world, device)
-                    if sync_before_step:      # the step's kernels on every GPU end inside its window
-                        synchronize_devices(device, placement.device_ids)
-                    prof.step()
-                    dt = time.perf_counter() - t0
-                    n_img = int(x.size(0)) * world
-                    step += 1
-                    e_steps += 1
-                    e_images += n_img
-                    images += n_img
-                    step_times.append(dt * 1e3)
-                    final_loss = loss_val
-                    if writer is not None:
-                        writer.add_scalar("train/loss", loss_val, step)
-                        writer.add_scalar("train/images_per_s", n_img / dt if dt > 0 else 0.0, step)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{loss_val:.3f}", img_s=f"{n_img / dt:.0f}" if dt > 0 else "-")
-                        bar.update(1)
-                    if peer_stop:
-                        agreed = stop.signum or peer_stop
-                del it
-                e_wall = time.perf_counter() - e_start
-                rec = EpochResult(epoch=epoch, steps=e_steps, images=e_images, wall_s=e_wall,
-                                  images_per_s=e_images / e_wall if e_wall > 0 else 0.0)
-                if test_loader is not None and not should_stop() and e_steps:
-                    accuracy = evaluate(model, test_loader, device, cfg, world)
-                    rec.accuracy = accuracy
-                    if writer is not None:
-                        writer.add_scalar("eval/accuracy", accuracy, step)
-                epochs.append(rec)
-                if should_stop():
-                    interrupted = should_stop()
-            stop.force_ok = False     # leaving the profiler context writes the trace
+        trainer.run()
     finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+        if trainer.bar is not None:
+            trainer.bar.close()
+        if trainer.writer is not None:
+            trainer.writer.close()
     wall = time.perf_counter() - t_start
-    results = Results(steps=step, images=images, wall_s=wall, images_per_s=images / wall if wall > 0 else 0.0,
-                      epochs=epochs, step_times_ms=[round(t, 3) for t in step_times], final_loss=final_loss,
-                      accuracy=accuracy)
-    return LoopOutcome(results, interrupted, notes)
+    return LoopOutcome(trainer.tally.results(wall), trainer.tally.interrupted, notes)
 
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,

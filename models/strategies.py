@@ -25,25 +25,24 @@ class StrategyError(Exception):
 
 
 class LabelledDataParallel(nn.DataParallel):
-    """nn.DataParallel whose scatter / replicate / parallel_apply / gather carry vocab labels."""
+    """nn.DataParallel whose scatter / replicate / parallel_apply / gather carry vocab labels
+    (vocab.DP_METHOD_LABELS: each method below runs nn.DataParallel's under its label)."""
 
     _ss_labels = True    # profiler.attach labels nn.DataParallel itself, and leaves these alone
 
-    def scatter(self, inputs: Any, kwargs: Any, device_ids: Sequence[int]) -> Any:
-        with record_function(vocab.SCATTER):
-            return super().scatter(inputs, kwargs, device_ids)
 
-    def replicate(self, module: nn.Module, device_ids: Sequence[int]) -> Any:
-        with record_function(vocab.REPLICATE):
-            return super().replicate(module, device_ids)
+def _labelled_method(method: str, label: str) -> Any:
+    def labelled(self: LabelledDataParallel, *args: Any, **kwargs: Any) -> Any:
+        with record_function(label):
+            return getattr(super(LabelledDataParallel, self), method)(*args, **kwargs)
+    labelled.__name__, labelled.__qualname__ = method, f"LabelledDataParallel.{method}"
+    labelled.__doc__ = f"nn.DataParallel.{method} under the {label!r} label."
+    return labelled
 
-    def parallel_apply(self, replicas: Sequence[nn.Module], inputs: Any, kwargs: Any) -> Any:
-        with record_function(vocab.PARALLEL_APPLY):
-            return super().parallel_apply(replicas, inputs, kwargs)
 
-    def gather(self, outputs: Any, output_device: int) -> Any:
-        with record_function(vocab.GATHER):
-            return super().gather(outputs, output_device)
+for _method, _label in vocab.DP_METHOD_LABELS:
+    setattr(LabelledDataParallel, _method, _labelled_method(_method, _label))
+del _method, _label
 
 
 def wrap_layerwise(model: nn.Module, device_ids: Sequence[int]) -> nn.Module:
@@ -79,8 +78,8 @@ def parse_device_ids(text: str | None) -> tuple[int, ...] | None:
 def resolve_device_type(device: str) -> str:
     """--device auto|cuda|cpu -> "cuda" or "cpu"."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+        return vocab.CUDA if torch.cuda.is_available() else vocab.CPU
+    if device == vocab.CUDA and not torch.cuda.is_available():
         raise StrategyError("--device cuda but no CUDA GPU is visible; run with --device cpu "
                             "(on CPU use --strategy single or ddp)")
     return device
@@ -97,7 +96,7 @@ def check(strategy: str, device_type: str, n: int, device_ids: tuple[int, ...] |
         hint = (f"on CPU run: python -m models.train --strategy ddp --device cpu --gpus {n}"
                 if found == 0 else
                 f"run --gpus {found}, or --device-ids {','.join(['0'] * n)} to exercise DP on one GPU")
-        if device_type != "cuda" or found == 0:
+        if device_type != vocab.CUDA or found == 0:
             raise StrategyError(f"{strategy} needs {n} CUDA GPUs, found {found}; {hint}")
         if device_ids is None:
             if found < n:
@@ -111,12 +110,12 @@ def check(strategy: str, device_type: str, n: int, device_ids: tuple[int, ...] |
         return device_ids
     if device_ids is not None:
         raise StrategyError("--device-ids is only for --strategy dp / dp-layerwise")
-    if strategy == "single" and n != 1:
+    if strategy == vocab.SINGLE and n != 1:
         raise StrategyError(f"single uses one device, got --gpus {n}; use --strategy ddp for {n} devices")
-    if device_type == "cuda" and found < n:
+    if device_type == vocab.CUDA and found < n:
         raise StrategyError(f"{strategy} needs {n} CUDA GPUs, found {found}; "
-                            f"run --gpus {found}" + (" or --device cpu" if strategy == "ddp" else ""))
-    if device_type == "cpu" and strategy == "ddp" and n > 64:
+                            f"run --gpus {found}" + (" or --device cpu" if strategy == vocab.DDP else ""))
+    if device_type == vocab.CPU and strategy == vocab.DDP and n > 64:
         raise StrategyError(f"--gpus {n} CPU processes is too many for one machine")
     return ()
 
@@ -124,13 +123,13 @@ def check(strategy: str, device_type: str, n: int, device_ids: tuple[int, ...] |
 def wrap(model: nn.Module, strategy: str, placement: Placement, rank: int = 0) -> nn.Module:
     """Move the model to its device and wrap it for the strategy (DDP needs an initialised group)."""
     model = model.to(placement.device)
-    if strategy == "dp":
+    if strategy == vocab.DP:
         return LabelledDataParallel(model, device_ids=list(placement.device_ids))
-    if strategy == "dp-layerwise":
+    if strategy == vocab.DP_LAYERWISE:
         return wrap_layerwise(model, placement.device_ids)
-    if strategy == "ddp":
+    if strategy == vocab.DDP:
         from torch.nn.parallel import DistributedDataParallel as DDP
-        if placement.device.type == "cuda":
+        if placement.device.type == vocab.CUDA:
             return DDP(model, device_ids=[placement.device.index], output_device=placement.device.index)
         return DDP(model)
     return model

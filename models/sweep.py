@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from models.nativelog import NativeLogFilter
+from profiler.contract import vocab
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,12 +56,12 @@ def fixed_workers(n: int, cores: int) -> int:
 def preset_configs(preset: str, cores: int) -> list[Config]:
     """seed: the CHTC example's three jobs; fixed: DDP at 1/2/4 GPUs; cpu: single + 2 gloo ranks."""
     if preset == "seed":
-        return [Config("single", 1, 64, "cuda", 4), Config("dp", 2, 128, "cuda", 4),
-                Config("dp-layerwise", 4, 256, "cuda", 4)]
+        return [Config(vocab.SINGLE, 1, 64, "cuda", 4), Config(vocab.DP, 2, 128, "cuda", 4),
+                Config(vocab.DP_LAYERWISE, 4, 256, "cuda", 4)]
     if preset == "fixed":
-        return [Config("ddp", n, 64 * n, "cuda", fixed_workers(n, cores), True) for n in (1, 2, 4)]
-    if preset == "cpu":
-        return [Config("single", 1, 64, "cpu", 2), Config("ddp", 2, 64, "cpu", 1)]
+        return [Config(vocab.DDP, n, 64 * n, "cuda", fixed_workers(n, cores), True) for n in (1, 2, 4)]
+    if preset == vocab.CPU:
+        return [Config(vocab.SINGLE, 1, 64, "cpu", 2), Config(vocab.DDP, 2, 64, "cpu", 1)]
     raise ValueError(preset)
 
 
@@ -181,9 +182,9 @@ class _Forward:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from models.config import cpu_count   # imports torch, as gpu_count() below does anyway
+    from profiler.cpualloc import usable_cpus
 
-    cores = cpu_count()
+    cores = usable_cpus()
     gpus = gpu_count()
     group, configs = resolve(args.preset, gpus, cores)
     group_dir = Path(args.out) / group
@@ -196,13 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         if forward.signum:
             outcome.append((cfg.label, "not run (sweep interrupted)"))
             continue
-        if cfg.device == "cuda" and cfg.devices > gpus:
+        if cfg.device == vocab.CUDA and cfg.devices > gpus:
             line = f"skipped: needs {cfg.devices} CUDA GPUs, found {gpus}"
             print(f"[sweep] {cfg.label}: {line}", flush=True)
             outcome.append((cfg.label, line))
             continue
         workers = ["--workers", str(args.workers if args.workers is not None else
-                                    DEMO["workers"] if args.demo and cfg.device == "cpu" else cfg.workers)]
+                                    DEMO["workers"] if args.demo and cfg.device == vocab.CPU else cfg.workers)]
         cmd = [sys.executable, "-m", "models.train", *cfg.args(), *workers, *extra,
                "--out", str(group_dir), "--overwrite"]
         print("[sweep] " + " ".join(["python", *cmd[1:]]), flush=True)

@@ -48,7 +48,7 @@ def model_description(width: float) -> ModelInfo:
 
 
 def placement_for(cfg: RunConfig) -> Placement:
-    if cfg.device_type == "cuda":
+    if cfg.device_type == vocab.CUDA:
         first = cfg.device_ids[0] if cfg.device_ids else 0
         return Placement(torch.device("cuda", first), cfg.device_ids)
     return Placement(torch.device("cpu"))
@@ -63,14 +63,14 @@ def execute(cfg: RunConfig) -> int:
         if left:
             notes.append(f"--overwrite kept files this run did not write: {', '.join(left[:10])}")
     stop = StopFlag().install()
-    n_gpus = torch.cuda.device_count() if cfg.device_type == "cuda" else 0
+    n_gpus = torch.cuda.device_count() if cfg.device_type == vocab.CUDA else 0
     devices = cuda_devices(n_gpus)
     uuids = tuple(d.uuid for d in devices if d.uuid)
     sampler = Sampler(SamplerConfig(
         csv_path=str(cfg.run_dir / vocab.SAMPLES_CSV), period_s=cfg.sample_period_s, n_gpus=n_gpus,
         gpu_uuids=uuids if len(uuids) == n_gpus and n_gpus else None, root_pid=os.getpid()))
     record = RunRecord(cfg.run_dir, cfg.name, cfg.as_record())
-    if cfg.strategy == "ddp" and cfg.device_type == "cpu":
+    if cfg.strategy == vocab.DDP and cfg.device_type == vocab.CPU:
         from models.ddp import threads_per_rank
         os.environ["OMP_NUM_THREADS"] = str(threads_per_rank(cfg.devices))   # what the ranks get
     status, message, code = vocab.STATUS_COMPLETE, None, 0
@@ -80,7 +80,7 @@ def execute(cfg: RunConfig) -> int:
         _calibrate(cfg, record, stop)
         sampler.start()
         outcome: LoopOutcome
-        if cfg.strategy == "ddp":
+        if cfg.strategy == vocab.DDP:
             from models.ddp import run_ddp
             outcome = run_ddp(cfg, stop)
         else:
@@ -122,7 +122,7 @@ def _calibrate(cfg: RunConfig, record: RunRecord, stop: StopFlag) -> None:
     from models.calibrate import calibration_for
     record.info.calibration = calibration_for(cfg.device_type, cfg.width, cfg.per_device_batch, cfg.channels_last,
                                               cfg.amp, cfg.lr, enabled=cfg.calibrate,
-                                              processes=cfg.devices if cfg.strategy == "ddp" else 1,
+                                              processes=cfg.devices if cfg.strategy == vocab.DDP else 1,
                                               profiled=bool(cfg.profiler.get("enabled", True)), workers=cfg.workers,
                                               should_stop=lambda: bool(stop))
     if record.info.calibration is not None:

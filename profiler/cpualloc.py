@@ -3,11 +3,13 @@
 A shared 64-core HTCondor node says nothing about a job that asked for 1 CPU: what bounds the
 job is the smallest of its CPU affinity (``taskset``, cpusets), its cgroup v2 ``cpu.max``
 quota, and the slot's ``Cpus`` in ``$_CONDOR_MACHINE_AD``. The findings compare the process
-tree's CPU (samples.csv ``proc,tree,cpu_cores``) with this number. Parsing is pure (a cgroup
+tree's CPU (samples.csv ``proc,tree,cpu_cores``) with this number; ``usable_cpus()`` is it as whole
+CPUs, the one count everything sizes threads, ranks and workers by. Parsing is pure (a cgroup
 root and file texts as parameters, tested on files in a temp folder). Torch-free.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +18,7 @@ from .classad import parse_classad
 from .contract.runjson import CpuAllocation
 
 __all__ = ["SOURCE_AFFINITY", "SOURCE_CGROUP", "SOURCE_CONDOR", "parse_cpu_max", "parse_proc_cgroup",
-           "cgroup_quota", "condor_cpus", "affinity_cores", "cpu_allocation"]
+           "cgroup_quota", "condor_cpus", "affinity_cores", "cpu_allocation", "usable_cpus"]
 
 SOURCE_AFFINITY = "affinity"
 SOURCE_CGROUP = "cgroup cpu.max"
@@ -109,3 +111,10 @@ def cpu_allocation(environ: Mapping[str, str] | None = None, cgroup_root: Path =
         candidates = [(float(os.cpu_count() or 1), SOURCE_AFFINITY)]
     cpus, source = min(candidates, key=lambda c: c[0])     # min keeps the first of equals
     return CpuAllocation(cpus=cpus, source=source, affinity=aff, cgroup_quota=quota, condor_cpus=condor)
+
+
+def usable_cpus(allocation: CpuAllocation | None = None) -> int:
+    """Whole CPUs this job may use: `cpu_allocation()` (affinity, cgroup quota, HTCondor Cpus: the
+    smallest) rounded down, at least 1 -- threads per rank, calibration thread counts, workers."""
+    alloc = cpu_allocation() if allocation is None else allocation
+    return max(1, math.floor(alloc.cpus))

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, tensorboard_trace_handler
 
+from .contract import vocab
 from .contract.runjson import CudaDevice
 from .nvml import normalise_uuid
 
@@ -32,10 +33,10 @@ __all__ = ["Schedule", "make_profiler", "phase", "NullProfiler", "all_threads_co
 @dataclass
 class Schedule:
     """torch.profiler.schedule: skip ``wait`` steps, warm up ``warmup``, record ``active``; ``repeat`` cycles."""
-    wait: int = 1
-    warmup: int = 1
-    active: int = 3
-    repeat: int = 1
+    wait: int = vocab.DEFAULT_SCHEDULE.wait
+    warmup: int = vocab.DEFAULT_SCHEDULE.warmup
+    active: int = vocab.DEFAULT_SCHEDULE.active
+    repeat: int = vocab.DEFAULT_SCHEDULE.repeat
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -128,7 +129,7 @@ def make_profiler(
 
 def devices_to_sync(device: torch.device, device_ids: Sequence[int] = ()) -> list[int]:
     """The CUDA indices a process drives: every distinct DataParallel id, else its own device."""
-    if device.type != "cuda":
+    if device.type != vocab.CUDA:
         return []
     if device_ids:
         return sorted(set(device_ids))

@@ -5,7 +5,7 @@ dp/dp-layerwise, a collective for ddp (nccl on GPUs, gloo on CPU), CUDA kernels 
 events for CUDA runs, NVML rows (CUDA) or host rows (CPU) in samples.csv, run.json complete.
 Prints one table row per run and exits 1 if any check failed (2: no run folder given).
 
-Traces are read by analysis.reader and every event is judged by analysis.classify, the
+Traces are read by analysis.trace.reader and every event is judged by analysis.step.classify, the
 table the breakdown uses, so this check can never disagree with the report about what a
 kernel, a copy, a collective or a step is. run.json and samples.csv are read by the
 contract's own readers. Torch-free (reads files only).
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.classify import (HOST_KINDS, KERNEL_CATS, MEMCPY_CATS, Kind, category_mask,  # noqa: E402
+from analysis.step.classify import (HOST_KINDS, KERNEL_CATS, MEMCPY_CATS, Kind, category_mask,  # noqa: E402
                                classify, kind_mask, memcpy_kind)
-from analysis.errors import TraceError  # noqa: E402
-from analysis.reader import Trace, read_trace  # noqa: E402
+from analysis.trace.errors import TraceError  # noqa: E402
+from analysis.trace.reader import Trace, read_trace  # noqa: E402
 from profiler.contract import vocab  # noqa: E402
 from profiler.contract.runjson import load_run_json  # noqa: E402
 from profiler.contract.samples import SamplesError, read_samples  # noqa: E402

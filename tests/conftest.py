@@ -8,7 +8,9 @@ Both use width 0.0625 (a 0.55M-parameter copy of the seed graph), so the pair co
 """
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +25,8 @@ from analysis.records import TraceAnalysis
 from profiler.contract import vocab
 
 REPO = Path(__file__).resolve().parents[1]
+# The peer tools' reference traces and expected outputs (HTA, torch-tb-profiler), beside the clone in the workspace.
+ANCHORS = REPO.parent / "shared" / "anchors"
 TINY_ARGS: tuple[str, ...] = (
     "--device", "cpu", "--width", "0.0625", "--batch-size", "8", "--train-size", "256",
     "--workers", "1", "--profile-wait", "0", "--profile-warmup", "1", "--profile-active", "2",
@@ -49,6 +53,45 @@ def trace_files(root: Path) -> list[Path]:
 def run_dirs(root: Path) -> list[Path]:
     """The run folders under root that hold traces."""
     return sorted({p.parent for p in trace_files(root)})
+
+
+def run_traces(run_dir: Path) -> list[Path]:
+    """The gzipped Kineto traces directly in one run folder (*.pt.trace.json.gz), sorted by name."""
+    return sorted(Path(run_dir).glob("*" + vocab.TRACE_SUFFIXES[0]))
+
+
+def event_names(trace: Path, ph: str | None = None) -> list[str]:
+    """Every event's name in a trace file (gzipped or not), in file order; only phase `ph` events when given
+    ("X": complete events, the spans and ops)."""
+    opener = gzip.open if Path(trace).name.endswith(".gz") else open
+    with opener(trace, "rt") as f:
+        events = json.load(f)["traceEvents"]
+    return [e.get("name", "") for e in events if ph is None or e.get("ph") == ph]
+
+
+def step_names(trace: Path) -> list[str]:
+    """The distinct ProfilerStep#n spans in a trace, sorted."""
+    return sorted({n for n in event_names(trace, ph="X") if n.startswith(vocab.TORCH_PROFILER_STEP)})
+
+
+# The prelude of a child interpreter where torch cannot be imported: a meta-path finder refuses torch and
+# torchvision before anything else is imported. no_torch_child() appends the child's own code.
+NO_TORCH_PRELUDE = r"""
+import importlib, importlib.abc, json, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is blocked: this module must import without torch")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def no_torch_child(code: str) -> str:
+    """Source for `python -c` that runs `code` with torch blocked (NO_TORCH_PRELUDE first)."""
+    return NO_TORCH_PRELUDE + code
 
 
 def hta_kept_compute(a: TraceAnalysis) -> float:

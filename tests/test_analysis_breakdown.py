@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import trace_files
-from analysis.breakdown import analyse, analyse_trace, sweep, worker_name
+from analysis.step.breakdown import analyse, analyse_trace, sweep, worker_name
 from analysis.records import TraceAnalysis
-from analysis.reader import parse_trace
+from analysis.trace.reader import parse_trace
 from profiler.contract import vocab
-from tracebuilder import NEW, OLD, TraceBuilder
+from builders.kineto import NEW, OLD, TraceBuilder
 
 C, M, H, D, O, U, I = (vocab.COMPUTE, vocab.COMMUNICATION, vocab.H2D_COPY, vocab.DATA_LOADING,
                        vocab.HOST_OVERHEAD, vocab.UNCLASSIFIED, vocab.IDLE)

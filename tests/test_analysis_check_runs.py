@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.breakdown import analyse_trace
+from analysis.step.breakdown import analyse_trace
 from conftest import REPO, cli_env
 from profiler.contract import vocab
 from profiler.contract.runjson import ConfigInfo, RunInfo, write_json_atomic

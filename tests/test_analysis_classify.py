@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.breakdown import resolve
-from analysis.classify import (CATEGORY_OF_KIND, DEVICE_CATEGORY_OF_KIND, KERNEL_CATS, Kind, category_mask, classify,
+from analysis.step.breakdown import resolve
+from analysis.step.classify import (CATEGORY_OF_KIND, DEVICE_CATEGORY_OF_KIND, KERNEL_CATS, Kind, category_mask, classify,
                                classify_one, memcpy_kind, step_number)
-from analysis.reader import parse_trace
+from analysis.trace.reader import parse_trace
 from profiler.contract import vocab
-from tracebuilder import NEW, TraceBuilder
+from builders.kineto import NEW, TraceBuilder
 
 
 @pytest.mark.parametrize("cat,name,kind", [

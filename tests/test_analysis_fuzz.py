@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis.breakdown import analyse_trace
-from analysis.errors import TraceError
+from analysis.step.breakdown import analyse_trace
+from analysis.trace.errors import TraceError
 from analysis.records import TraceAnalysis
-from tracebuilder import NEW, TraceBuilder
+from builders.kineto import NEW, TraceBuilder
 
 FIXTURE = Path(__file__).parent / "data" / "cpu_single_tiny.pt.trace.json.gz"
 REAL = gzip.decompress(FIXTURE.read_bytes())

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.breakdown import analyse_trace, resolve
-from analysis.classify import Kind
-from analysis.reader import read_trace
+from analysis.step.breakdown import analyse_trace, resolve
+from analysis.step.classify import Kind
+from analysis.trace.reader import read_trace
 from conftest import hta_kept_compute
 from profiler.contract import vocab
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.breakdown import analyse_trace
-from analysis.errors import TraceError
+from analysis.step.breakdown import analyse_trace
+from analysis.trace.errors import TraceError
+from builders.kineto import step_event, x_event
 from profiler.contract.runfiles import NotRegularFile, is_regular, open_regular
 from profiler.contract.runjson import RunJsonError, read_run_json
 from profiler.contract.samples import SamplesError, read_samples
@@ -21,16 +22,6 @@ from profiler.contract.samples import SamplesError, read_samples
 REPO = Path(__file__).resolve().parents[1]
 GOOD = REPO / "tests" / "data" / "cpu_single_tiny.pt.trace.json.gz"
 DEEP = 3000
-
-
-def _event(**fields: object) -> dict:
-    e = {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 1, "ts": 10, "dur": 5}
-    e.update(fields)
-    return e
-
-
-def _step(ts: float = 0, dur: float = 100, **fields: object) -> dict:
-    return _event(cat="user_annotation", name="ProfilerStep#1", ts=ts, dur=dur, **fields)
 
 
 def _hostile_tree(root: Path) -> None:
@@ -41,7 +32,7 @@ def _hostile_tree(root: Path) -> None:
     deep.mkdir()
     nested = "[" * DEEP + "]" * DEEP
     (deep / "rank0.1.pt.trace.json").write_text(
-        '{"traceEvents": [' + json.dumps(_step())[:-1] + ', "args": {"x": ' + nested + "}}]}")
+        '{"traceEvents": [' + json.dumps(step_event())[:-1] + ', "args": {"x": ' + nested + "}}]}")
     fifo = root / "fifo"
     fifo.mkdir()
     os.mkfifo(fifo / "rank0.1.pt.trace.json")
@@ -102,15 +93,15 @@ def test_open_regular_follows_links_to_files_and_refuses_everything_else(tmp_pat
 
 
 def test_a_pid_past_int64_is_kept_as_text_and_events_past_the_time_range_are_dropped(tmp_path: Path) -> None:
-    events = [_step(pid=2**63), _event(pid=2**63, ts=20, dur=30),
-              _event(ts=1e308, dur=1), _event(ts=40, dur=1e308),                 # dropped, not summed
-              _event(tid=-2**70, args={"device": 1e308, "correlation": 2**64}, ts=50, dur=10)]
+    events = [step_event(pid=2**63), x_event(pid=2**63, ts=20, dur=30),
+              x_event(ts=1e308, dur=1), x_event(ts=40, dur=1e308),                 # dropped, not summed
+              x_event(tid=-2**70, args={"device": 1e308, "correlation": 2**64}, ts=50, dur=10)]
     p = tmp_path / "rank0.1.pt.trace.json"
     p.write_text(json.dumps({"traceEvents": events}))
     a = analyse_trace(p)
     [step] = a.steps
     assert step.wall_us == 100
     assert step.parts_us["compute"] == pytest.approx(40)      # the two in-range ops: 30 + 10 µs
-    p.write_text(json.dumps({"traceEvents": [_step(ts=1e308, dur=1e308)]}))
+    p.write_text(json.dumps({"traceEvents": [step_event(ts=1e308, dur=1e308)]}))
     with pytest.raises(TraceError, match="no timed events .* \\(1 with timestamps or durations out of range\\)"):
         analyse_trace(p)

@@ -1,4 +1,4 @@
-"""Every analysis module and the traces/ contract import where torch cannot (DESIGN.md: analysis never imports torch)."""
+"""Every analysis module and the traces/ contract import where torch cannot (docs/design.md: analysis never imports torch)."""
 from __future__ import annotations
 
 import json
@@ -6,19 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, no_torch_child
 
-# Run in a fresh interpreter: a meta-path finder refuses torch / torchvision before anything is imported.
-_CHILD = r"""
-import importlib, importlib.abc, json, sys
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is blocked: this module must import without torch")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+# Run in a fresh interpreter with torch blocked (conftest.no_torch_child): import every module named.
+_IMPORT_ALL = no_torch_child(r"""
 failed = {}
 for module in sys.argv[1:]:
     try:
@@ -26,7 +17,7 @@ for module in sys.argv[1:]:
     except Exception as exc:
         failed[module] = f"{type(exc).__name__}: {exc}"
 print(json.dumps({"failed": failed, "torch_loaded": sorted(m for m in sys.modules if m.partition(".")[0] == "torch")}))
-"""
+""")
 
 
 def _modules(package: Path) -> list[str]:
@@ -42,9 +33,9 @@ def _modules(package: Path) -> list[str]:
 
 def test_every_analysis_module_and_the_contract_import_without_torch() -> None:
     modules = _modules(REPO / "analysis") + _modules(REPO / "profiler" / "contract")
-    assert "analysis.breakdown" in modules and "profiler.contract.runjson" in modules
+    assert "analysis.step.breakdown" in modules and "profiler.contract.runjson" in modules
     assert "analysis.whatif.predict" in modules
-    res = subprocess.run([sys.executable, "-c", _CHILD, *modules], cwd=REPO, env=cli_env(),
+    res = subprocess.run([sys.executable, "-c", _IMPORT_ALL, *modules], cwd=REPO, env=cli_env(),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import intervals as iv
+from analysis.step import intervals as iv
 
 spans = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 20)).map(lambda t: (t[0], t[0] + t[1])), max_size=12)
 
@@ -27,7 +27,7 @@ def test_intersect_subtract_clip_contains() -> None:
     assert iv.subtract(a, b).tolist() == [[0, 5], [25, 30]]
     assert iv.subtract(a, iv.EMPTY).tolist() == a.tolist()
     assert iv.clip(a, 8, 22).tolist() == [[8, 10], [20, 22]]
-    assert iv.length_in(a, 8, 22) == 4
+    assert iv.total(iv.clip(a, 8, 22)) == 4
     assert iv.contains(a, np.array([0, 10, 15, 29.5])).tolist() == [True, False, False, True]
 
 

@@ -14,9 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis import reader, readsplit, tracecolumns
-from analysis.errors import TraceError
-from analysis.reader import Trace, parse_trace, read_trace
+from analysis.trace import reader
+
+from analysis.trace import split as readsplit
+
+from analysis.trace import columns as tracecolumns
+from analysis.trace.errors import TraceError
+from analysis.trace.reader import Trace, parse_trace, read_trace
 
 DATA = Path(__file__).parent / "data"
 TINY = gzip.decompress((DATA / "cpu_single_tiny.pt.trace.json.gz").read_bytes())     # real torch.profiler

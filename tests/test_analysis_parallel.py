@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from analysis.parallel import (PEAK_PER_JSON_BYTE, SPLIT_PEAK_PER_JSON_BYTE, WORKER_BASE_BYTES, json_bytes,
+from analysis.run.pool import (PEAK_PER_JSON_BYTE, SPLIT_PEAK_PER_JSON_BYTE, WORKER_BASE_BYTES, json_bytes,
                                pool_size, split_size)
-from analysis.report import run_report, to_summary
-from tracebuilder import TraceBuilder
-
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+from analysis.api import Analysis
+from builders.kineto import TraceBuilder
+from conftest import ANCHORS
 
 
 def _same(paths: list[Path]) -> dict:
-    one = to_summary(run_report(paths, jobs=1))
-    two = to_summary(run_report(paths, jobs=2))
+    one = Analysis(paths, jobs=1).summary()
+    two = Analysis(paths, jobs=2).summary()
     assert json.dumps(one, sort_keys=True, default=str) == json.dumps(two, sort_keys=True, default=str)
     return one
 
@@ -42,7 +41,7 @@ def test_the_timeline_goes_to_the_first_trace_with_steps_either_way(tmp_path: Pa
         b.step(0, 0, 1000)
         b.op("aten::mm", 10, 500)
         (run / f"rank{rank}.a.pt.trace.json").write_text(json.dumps(b.document()))
-    from analysis.runs import analyse_runs
+    from analysis.run.analyse import analyse_runs
     for jobs in (1, 2):
         [r] = analyse_runs([run], jobs=jobs)
         assert [bool(t.timeline) for t in r.traces] == [True, False] and len(r.errors) == 1
@@ -66,11 +65,11 @@ def test_the_pool_never_starts_more_workers_than_memory_holds(tmp_path: Path) ->
 
 def test_workers_follow_the_jobs_cpu_allocation_not_the_nodes_cores(tmp_path: Path, monkeypatch) -> None:
     """A report run inside an HTCondor slot of 1.5 CPUs on a big node starts one process, not one per core."""
-    import analysis.parallel as par
+    import profiler.cpualloc as alloc
     from profiler.contract.runjson import CpuAllocation
     p = tmp_path / "rank0.pt.trace.json"
     p.write_text("{}")
-    monkeypatch.setattr(par, "cpu_allocation", lambda: CpuAllocation(cpus=1.5, source="HTCondor Cpus", affinity=64))
-    assert par.usable_cores() == 1 and pool_size([p] * 8, memory=1 << 40) == 1 and split_size(p, memory=1 << 40) == 1
-    monkeypatch.setattr(par, "cpu_allocation", lambda: CpuAllocation(cpus=4.0, source="cgroup cpu.max", affinity=64))
+    monkeypatch.setattr(alloc, "cpu_allocation", lambda: CpuAllocation(cpus=1.5, source="HTCondor Cpus", affinity=64))
+    assert alloc.usable_cpus() == 1 and pool_size([p] * 8, memory=1 << 40) == 1 and split_size(p, memory=1 << 40) == 1
+    monkeypatch.setattr(alloc, "cpu_allocation", lambda: CpuAllocation(cpus=4.0, source="cgroup cpu.max", affinity=64))
     assert pool_size([p] * 8, memory=1 << 40) == 4 and split_size(p, memory=1 << 40) == 4

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from analysis import intervals as iv
-from analysis.breakdown import resolve, analyse_trace
-from analysis.classify import Kind
-from analysis.reader import read_trace
-from conftest import hta_kept_compute
+from analysis.step import intervals as iv
+from analysis.step.breakdown import resolve, analyse_trace
+from analysis.step.classify import Kind
+from analysis.trace.reader import read_trace
+from conftest import ANCHORS, hta_kept_compute
 from profiler.contract import vocab
 
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 pytestmark = pytest.mark.skipif(not ANCHORS.is_dir(), reason=f"peer reference traces not present at {ANCHORS}")
 
 

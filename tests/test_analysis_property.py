@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.breakdown import analyse
-from analysis.reader import parse_trace
+from analysis.step.breakdown import analyse
+from analysis.trace.reader import parse_trace
 from profiler.contract import vocab
-from tracebuilder import NEW, OLD, TraceBuilder
+from builders.kineto import NEW, OLD, TraceBuilder
 
 t = st.integers(0, 400)
 d = st.integers(0, 120)

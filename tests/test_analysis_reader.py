@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.breakdown import analyse_trace
-from analysis.errors import TraceError
-from analysis.reader import parse_trace, read_trace
-from tracebuilder import NEW, OLD, TraceBuilder
+from analysis.step.breakdown import analyse_trace
+from analysis.trace.errors import TraceError
+from analysis.trace.reader import parse_trace, read_trace
+from builders.kineto import NEW, OLD, TraceBuilder
 
 FIXTURE = Path(__file__).parent / "data" / "cpu_single_tiny.pt.trace.json.gz"
 

@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis import reader, readsplit
-from analysis.breakdown import analyse_trace
-from analysis.errors import TraceError
-from analysis.reader import Trace, parse_trace, read_trace
-from analysis.report import run_report, to_summary
+from analysis.trace import reader
+
+from analysis.trace import split as readsplit
+from analysis.step.breakdown import analyse_trace
+from analysis.trace.errors import TraceError
+from analysis.trace.reader import Trace, parse_trace, read_trace
+from analysis.api import Analysis
 
 DATA = Path(__file__).parent / "data"
 TINY = gzip.decompress((DATA / "cpu_single_tiny.pt.trace.json.gz").read_bytes())     # real torch.profiler
@@ -80,7 +82,7 @@ def test_report_path_splits_a_large_file_and_gets_the_same_analysis(tmp_path: Pa
     run = tmp_path / "run"                                 # the whole report: one trace, one process or split
     run.mkdir()
     (run / p.name).write_bytes(TINY)
-    summaries = [json.dumps(to_summary(run_report([run], jobs=jobs)), sort_keys=True, default=str) for jobs in (1, 2)]
+    summaries = [json.dumps(Analysis([run], jobs=jobs).summary(), sort_keys=True, default=str) for jobs in (1, 2)]
     assert summaries[0] == summaries[1] and len(calls) == 2
 
 

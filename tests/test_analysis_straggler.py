@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import run_report, to_summary
-from analysis.straggler import Collective, straggler
+from analysis.api import Analysis
+from analysis.step.straggler import Collective, straggler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_a_slowed_rank_of_a_real_gloo_ddp_job_is_named_and_the_other_waits(tmp_p
            str(REPO / "tests" / "attach_scripts" / "ddp_train.py"), "--steps", "7", "--slow-rank", "1", "--slow", "0.25"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    summary = to_summary(run_report([tmp_path / "traces" / "ddp_train-2cpu"]))
+    summary = Analysis([tmp_path / "traces" / "ddp_train-2cpu"]).summary()
     s = summary["runs"][0]["straggler"]
     assert s["straggler"] == "rank1" and s["matched"] >= 3
     r0, r1 = (next(r for r in s["ranks"] if r["rank"] == k) for k in ("rank0", "rank1"))

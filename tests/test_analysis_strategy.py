@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.reader import parse_trace, read_trace
-from analysis.report import run_report, to_summary
-from analysis.strategy import FSDP, evidence, recognise
-from tracebuilder import TraceBuilder
-
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+from analysis.trace.reader import parse_trace, read_trace
+from analysis.api import Analysis
+from analysis.step.strategy import FSDP, evidence, recognise
+from builders.kineto import TraceBuilder
+from conftest import ANCHORS
 
 
 def _trace(tmp: Path, name: str, steps: int = 2, dp_per_step: int = 0, ddp: bool = False, fsdp: bool = False,
@@ -85,7 +84,7 @@ def test_the_report_names_a_foreign_ddp_run_and_says_why(tmp_path: Path) -> None
     run.mkdir()
     _trace(run, "rank0.1.pt.trace.json", ddp=True, world=64)
     _trace(run, "rank1.1.pt.trace.json", ddp=True, world=64)
-    s = to_summary(run_report([run]))
+    s = Analysis([run]).summary()
     row = s["runs"][0]
     assert (row["strategy"], row["devices"]) == ("ddp", 64)
     assert any("strategy ddp recognised from the traces: 4 DistributedDataParallel.forward spans; "
@@ -100,5 +99,5 @@ def test_the_anchors_are_recognised(tmp_path: Path) -> None:
     for rel, (strategy, devices) in want.items():
         run = tmp_path / rel.replace("/", "_")
         shutil.copytree(ANCHORS / rel, run)
-        row = to_summary(run_report([run]))["runs"][0]
+        row = Analysis([run]).summary()["runs"][0]
         assert (row["strategy"], row["devices"]) == (strategy, devices), rel

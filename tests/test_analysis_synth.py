@@ -1,10 +1,10 @@
-"""The trace builder (tests/tracebuilder.py) writes what the real reader reads, in both forms."""
+"""The trace builder (tests/builders/kineto.py) writes what the real reader reads, in both forms."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.reader import parse_trace, read_trace
-from tracebuilder import NEW, OLD, TraceBuilder
+from analysis.trace.reader import parse_trace, read_trace
+from builders.kineto import NEW, OLD, TraceBuilder
 
 
 def test_builder_round_trips_both_forms_plain_and_gz(tmp_path: Path) -> None:

@@ -1,8 +1,6 @@
 """profiler.attach on real processes: scripts that import nothing of scalescope, profiled unchanged."""
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from analysis.report import run_report, to_summary
+from analysis.api import Analysis
+from conftest import event_names, run_traces, step_names
 from profiler.attach.command import helper_role, script_name, torchrun_args
 from profiler.attach.report import ProcessReport, merge
 from profiler.contract.runjson import Layer, ModelInfo, read_run_json
@@ -31,21 +30,8 @@ def attach(tmp: Path, *command: str, opts: tuple[str, ...] = (), env: dict[str, 
                           capture_output=True, text=True, timeout=timeout, env=full_env, cwd=tmp)
 
 
-def traces(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("*.pt.trace.json.gz"))
-
-
-def names(trace: Path) -> list[str]:
-    with gzip.open(trace, "rt") as f:
-        return [e.get("name", "") for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-
-
-def step_events(trace: Path) -> list[str]:
-    return sorted({n for n in names(trace) if n.startswith("ProfilerStep#")})
-
-
 def summary(run_dir: Path) -> dict:
-    return to_summary(run_report([run_dir]))["runs"][0]
+    return Analysis([run_dir]).summary()["runs"][0]
 
 
 # --- what the parent reads from the command's words ---------------------------------------------
@@ -126,10 +112,10 @@ def test_a_plain_script_gets_a_complete_run_folder_the_report_explains(tmp_path:
     assert (info.results.steps, info.results.images) == (8, 128)
     assert len(info.results.step_times_ms) == 7                # the intervals between the 8 optimizer steps
     assert info.environment.torch and info.environment.torch.startswith("2.")
-    [trace] = traces(run_dir)
+    [trace] = run_traces(run_dir)
     assert trace.name.startswith("rank0.")
-    assert len(step_events(trace)) == 3                        # --active 3 by default
-    labels = [n for n in names(trace) if n.startswith("ss:")]
+    assert len(step_names(trace)) == 3                        # --active 3 by default
+    labels = [n for n in event_names(trace, ph="X") if n.startswith("ss:")]
     assert {n: labels.count(n) for n in set(labels)} == {"ss:forward": 3, "ss:backward": 3, "ss:optimizer": 3}
     rows = (run_dir / "samples.csv").read_text().splitlines()
     assert len(rows) > 10
@@ -146,8 +132,8 @@ def test_a_torchrun_ddp_script_gets_one_trace_per_rank_and_communication(tmp_pat
     c = info.config
     assert (info.status, c.strategy, c.devices, c.per_device_batch, c.global_batch) == ("complete", "ddp", 2, 8, 16)
     assert info.results.images == 128                          # 8 steps x 8 images x 2 ranks
-    assert [t.name.split(".")[0] for t in traces(run_dir)] == ["rank0", "rank1"]   # not torchrun's agent
-    assert all(len(step_events(t)) == 3 for t in traces(run_dir))
+    assert [t.name.split(".")[0] for t in run_traces(run_dir)] == ["rank0", "rank1"]   # not torchrun's agent
+    assert all(len(step_names(t)) == 3 for t in run_traces(run_dir))
     assert [layer.type for layer in info.model.layers] == ["Conv2d", "Linear"]
     s = summary(run_dir)
     assert s["strategy"] == "ddp" and s["shares"]["communication"] > 0 and s["shares"]["compute"] > 0
@@ -171,10 +157,10 @@ def test_a_script_that_raises_is_failed_with_its_code_and_the_trace_so_far(tmp_p
     run_dir = tmp_path / "traces" / "plain_train-1cpu"
     info, _ = read_run_json(run_dir / "run.json")
     assert (info.status, info.message, info.results.steps) == ("failed", "the command exited with code 1", 4)
-    [trace] = traces(run_dir)
+    [trace] = run_traces(run_dir)
     # optimizer steps 1-4 ran: the windows after steps 2 and 3 are recorded, and the third active
     # window (after step 4) is cut short by the exception and still kept
-    assert step_events(trace) == ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
+    assert step_names(trace) == ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
 
 
 def test_sigterm_to_attach_stops_the_ranks_and_keeps_their_traces(tmp_path: Path) -> None:
@@ -203,9 +189,9 @@ def test_sigterm_to_attach_stops_the_ranks_and_keeps_their_traces(tmp_path: Path
     info, _ = read_run_json(run_dir / "run.json")
     assert info.status == "interrupted" and info.message.startswith("stopped by SIGTERM")
     assert proc.returncode != 0
-    ts = traces(run_dir)
+    ts = run_traces(run_dir)
     assert [t.name.split(".")[0] for t in ts] == ["rank0", "rank1"]
-    assert all(len(step_events(t)) >= 1 for t in ts)
+    assert all(len(step_names(t)) >= 1 for t in ts)
     assert 0 < info.results.steps < 60
 
 
@@ -216,8 +202,8 @@ def test_an_inference_script_gets_a_whole_run_trace_and_a_note(tmp_path: Path) -
     info, _ = read_run_json(run_dir / "run.json")
     assert info.status == "complete" and info.config.strategy is None and info.results is None
     assert any("no optimizer step" in n for n in info.notes)
-    [trace] = traces(run_dir)
-    assert step_events(trace) == ["ProfilerStep#0"]
+    [trace] = run_traces(run_dir)
+    assert step_names(trace) == ["ProfilerStep#0"]
 
 
 def test_a_command_without_torch_gets_host_samples_and_a_note(tmp_path: Path) -> None:
@@ -225,7 +211,7 @@ def test_a_command_without_torch_gets_host_samples_and_a_note(tmp_path: Path) ->
     assert res.returncode == 0
     run_dir = tmp_path / "traces" / "bash"
     info, _ = read_run_json(run_dir / "run.json")
-    assert info.status == "complete" and not traces(run_dir)
+    assert info.status == "complete" and not run_traces(run_dir)
     assert any(n.startswith("no torch process") for n in info.notes)
     rows = [r.split(",") for r in (run_dir / "samples.csv").read_text().splitlines()[1:]]
     assert len({r[0] for r in rows if r[1] == "host"}) >= 10     # ≥ 10 host ticks over 2 s at 0.1 s
@@ -247,7 +233,7 @@ def test_an_existing_run_is_refused_unless_overwrite(tmp_path: Path) -> None:
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--overwrite" in res.stderr
     assert (tmp_path / "traces" / "infer" / "run.json").read_bytes() == before
     assert attach(tmp_path, PY, str(SCRIPTS / "infer.py"), opts=("--overwrite",)).returncode == 0
-    assert len(traces(tmp_path / "traces" / "infer")) == 1
+    assert len(run_traces(tmp_path / "traces" / "infer")) == 1
 
 
 def test_a_sitecustomize_of_the_users_still_runs(tmp_path: Path) -> None:
@@ -261,7 +247,7 @@ def test_a_sitecustomize_of_the_users_still_runs(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     ran_in = [m.read_text() for m in tmp_path.glob("mark-*")]
     assert sum("infer.py" in argv and "profiler.attach" not in argv for argv in ran_in) == 1   # the script ran it, once
-    assert len(traces(tmp_path / "traces" / "infer")) == 1
+    assert len(run_traces(tmp_path / "traces" / "infer")) == 1
 
 
 def test_data_parallel_methods_are_labelled_with_the_contract_names() -> None:

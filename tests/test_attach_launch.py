@@ -3,7 +3,6 @@ multiprocessing.Process, a shell wrapper, the user's own `models` and `profiler`
 `--duration`, signals to the whole group, nothing left behind, bad input. Real processes throughout."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -16,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from analysis.report import run_report, to_summary
-from conftest import small_disk
+from analysis.api import Analysis
+from conftest import run_traces, small_disk, step_names
 from profiler.attach import cli
 from profiler.attach.report import AttachSettings, ProcessReport, all_stopped, untrained_traces
 from profiler.contract.runjson import read_run_json
@@ -45,16 +44,6 @@ def attach(tmp: Path, *command: str, opts: tuple[str, ...] = (), env: dict[str, 
 def spawn_script(*args: str) -> list[str]:
     _PORT[0] += 1                 # a fresh rendezvous port per run: a test never meets a previous run's ranks
     return [PY, str(SCRIPTS / "ddp_spawn.py"), "--port", str(_PORT[0]), *args]
-
-
-def traces(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("*.pt.trace.json.gz"))
-
-
-def step_events(trace: Path) -> list[str]:
-    with gzip.open(trace, "rt") as f:
-        events = json.load(f)["traceEvents"]
-    return sorted({e["name"] for e in events if e.get("ph") == "X" and e.get("name", "").startswith("ProfilerStep#")})
 
 
 def no_state_left(tmp: Path) -> bool:
@@ -126,9 +115,9 @@ def test_ranks_started_by_multiprocessing_are_profiled_like_torchrun_ranks(tmp_p
     assert (info.status, c.strategy, c.device_type, c.devices, c.per_device_batch, c.global_batch) == (
         "complete", "ddp", "cpu", 2, 8, 16)
     assert info.results.images == 128                          # 8 steps x 8 images x 2 ranks
-    assert [t.name.split(".")[0] for t in traces(run_dir)] == ["rank0", "rank1"]   # not the parent that waits
-    assert all(step_events(t) == ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"] for t in traces(run_dir))
-    s = to_summary(run_report([run_dir]))["runs"][0]
+    assert [t.name.split(".")[0] for t in run_traces(run_dir)] == ["rank0", "rank1"]   # not the parent that waits
+    assert all(step_names(t) == ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"] for t in run_traces(run_dir))
+    s = Analysis([run_dir]).summary()["runs"][0]
     assert s["strategy"] == "ddp" and s["shares"]["communication"] > 0 and s["shares"]["compute"] > 0
     assert no_state_left(tmp_path)
 
@@ -144,7 +133,7 @@ def test_a_shell_wrapper_starting_forked_ranks_with_loader_workers(tmp_path: Pat
     info, _ = read_run_json(run_dir / "run.json")
     assert (info.config.strategy, info.config.devices, info.config.global_batch, info.config.workers) == (
         "ddp", 2, 8, 1)
-    assert [t.name.split(".")[0] for t in traces(run_dir)] == ["rank0", "rank1"]   # DataLoader workers: none
+    assert [t.name.split(".")[0] for t in run_traces(run_dir)] == ["rank0", "rank1"]   # DataLoader workers: none
 
 
 # --- the user's own modules ------------------------------------------------------------------------
@@ -192,7 +181,7 @@ def test_the_users_own_models_and_profiler_modules_win(tmp_path: Path) -> None:
     assert (info.status, info.config.strategy, info.config.global_batch, info.results.steps) == (
         "complete", "single", 8, 12)
     assert [layer.name for layer in info.model.layers] == ["0", "2"]
-    assert len(traces(run_dir)) == 1
+    assert len(run_traces(run_dir)) == 1
 
 
 def test_the_same_holds_when_scalescope_is_pip_installed(tmp_path: Path) -> None:
@@ -230,8 +219,8 @@ def test_steps_ends_a_10000_step_job_once_profiled(tmp_path: Path) -> None:
     info, _ = read_run_json(run_dir / "run.json")
     assert (info.status, info.message) == ("complete", "stopped after 6 steps by --steps")
     assert info.results.steps == 6
-    [trace] = traces(run_dir)
-    assert step_events(trace) == ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
+    [trace] = run_traces(run_dir)
+    assert step_names(trace) == ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
     assert no_state_left(tmp_path)
 
 
@@ -242,7 +231,7 @@ def test_steps_stops_every_spawned_rank_with_its_trace(tmp_path: Path) -> None:
     info, _ = read_run_json(run_dir / "run.json")
     assert (info.status, info.message, info.results.steps, info.config.devices) == (
         "complete", "stopped after 6 steps by --steps", 6, 2)
-    assert [len(step_events(t)) for t in traces(run_dir)] == [3, 3]
+    assert [len(step_names(t)) for t in run_traces(run_dir)] == [3, 3]
 
 
 def test_duration_stops_after_the_profiled_steps_and_the_time(tmp_path: Path) -> None:
@@ -293,8 +282,8 @@ def test_sighup_interrupts_the_run_flushes_the_trace_and_ends_the_whole_group(tm
     assert not running(tree)                                   # the sleeping grandchild too
     info, _ = read_run_json(tmp_path / "traces" / "bash-1cpu" / "run.json")
     assert info.status == "interrupted" and info.message.startswith("stopped by SIGHUP"), err[-2000:]
-    [trace] = traces(tmp_path / "traces" / "bash-1cpu")
-    assert len(step_events(trace)) >= 1
+    [trace] = run_traces(tmp_path / "traces" / "bash-1cpu")
+    assert len(step_names(trace)) >= 1
     assert proc.returncode != 0
     assert no_state_left(tmp_path)
 
@@ -393,7 +382,7 @@ def test_a_ctrl_c_during_start_up_means_the_command_never_starts(tmp_path: Path)
     args = cli.build_parser().parse_args(["--out", str(tmp_path / "traces"), "--", "bash", "-c", f"touch {marker}"])
     signals = cli.group.Signals()
     signals.signum = signal.SIGINT
-    rc = cli.run(args, cli._command(args), signals)
+    rc = cli.run(args, cli.checked_command(args), signals)
     assert rc == 130 and not marker.exists()
     info, _ = read_run_json(tmp_path / "traces" / "bash" / "run.json")
     assert (info.status, info.message) == ("interrupted", "stopped by SIGINT before the command started")

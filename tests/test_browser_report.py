@@ -19,7 +19,7 @@ import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from conftest import run_dirs
-from analysis.tensorboard import REPORT_EVENTS_NAME
+from analysis.tensorboard.events import REPORT_EVENTS_NAME
 from profiler.contract.vocab import CATEGORIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -1,4 +1,4 @@
-"""analysis.collect: returned run tarballs -> traces/<sweep>/<run>/, all-or-nothing, idempotent,
+"""analysis.condor.collect: returned run tarballs -> traces/<sweep>/<run>/, all-or-nothing, idempotent,
 never overwriting a different run. The tarballs here are built the way condor/run.sh packs
 (<sweep>/<run>/files); test_condor_runsh.py feeds it tarballs from real runs.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import collect
+from analysis.condor import collect
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_refuses_to_overwrite_a_different_run_and_writes_nothing(tmp_path: Path)
     make_tarball(later / "b.tar.gz", run_files(run="dp-2gpu-b128"))
     make_tarball(later / "c.tar.gz", run_files(seed=1))            # same name, another run
     before = sorted(p.relative_to(traces) for p in traces.rglob("*"))
-    proc = subprocess.run([sys.executable, "-m", "analysis.collect", str(later), "--into", str(traces)],
+    proc = subprocess.run([sys.executable, "-m", "analysis.condor.collect", str(later), "--into", str(traces)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -126,6 +126,6 @@ def test_cli_reports_missing_and_empty_results(tmp_path: Path) -> None:
 
 
 def test_collect_imports_no_torch() -> None:
-    code = "import sys, analysis.collect; print('torch' in sys.modules)"
+    code = "import sys, analysis.condor.collect; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

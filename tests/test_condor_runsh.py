@@ -5,7 +5,7 @@ htcondor2 bindings; its transfer_input_files are copied in the way HTCondor tran
 (a path without a trailing slash arrives as a folder of that name), job and machine ad files
 are written, _CONDOR_SCRATCH_DIR / _CONDOR_JOB_AD / _CONDOR_MACHINE_AD / OMP_NUM_THREADS are
 set, no GPU is visible, and run.sh runs the real runner on the CPU with the script's
-documented overrides (tiny width, a few steps). Then analysis.collect lays the returned
+documented overrides (tiny width, a few steps). Then analysis.condor.collect lays the returned
 tarball into traces/ and analysis.report reads it.
 """
 from __future__ import annotations
@@ -126,12 +126,12 @@ def test_job_packs_a_valid_run_that_collect_and_report_read(tmp_path: Path, firs
     (submit / "results").mkdir(parents=True)
     (src, dst), = sc.remaps(first_job["transfer_output_remaps"]).items()
     shutil.copy2(sandbox / src, submit / dst)
-    col = subprocess.run([sys.executable, "-m", "analysis.collect", str(submit / "results"),
+    col = subprocess.run([sys.executable, "-m", "analysis.condor.collect", str(submit / "results"),
                           "--into", str(submit / "traces")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert col.returncode == 0, col.stderr
     run_dir = submit / "traces" / base
     assert json.loads((run_dir / "run.json").read_text()) == run
-    again = subprocess.run([sys.executable, "-m", "analysis.collect", str(submit / "results"),
+    again = subprocess.run([sys.executable, "-m", "analysis.condor.collect", str(submit / "results"),
                             "--into", str(submit / "traces")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "1 already there" in again.stdout
     if importlib.util.find_spec("analysis.report") is None:

@@ -10,7 +10,8 @@ import pytest
 from profiler.contract import vocab
 from profiler.contract.runjson import (CpuAllocation, Layer, ModelInfo, RunInfo, load_run_json,
                                        read_run_json, write_json_atomic)
-from profiler.contract.runname import RunName, format_run_name, parse_run_name
+from profiler.contract.allreduce import ring_allreduce_bytes
+from profiler.contract.runname import RunName, format_attached_name, format_run_name, parse_run_name
 from profiler.contract.samples import SamplesError, read_samples
 
 DATA = Path(__file__).parent / "data"
@@ -27,6 +28,19 @@ def test_run_names_parse_into_their_parts_and_format_back(text: str, parsed: Run
     assert parse_run_name(text) == parsed
     assert str(parsed) == text == format_run_name(parsed.strategy, parsed.devices, parsed.device_type,
                                                   parsed.global_batch, parsed.tag)
+
+
+def test_an_attached_run_is_named_for_what_it_trained_on_once_known() -> None:
+    assert format_attached_name("train", 2, "cuda") == "train-2gpu"
+    assert format_attached_name("train", 1, "cpu") == "train-1cpu"
+    assert format_attached_name("train", None, "cuda") == format_attached_name("train", 2, "mps") == "train"
+
+
+def test_a_ring_all_reduce_moves_twice_the_payload_times_n_minus_1_over_n() -> None:
+    assert ring_allreduce_bytes(1000, 1) == 0
+    assert ring_allreduce_bytes(1000, 2) == 1000
+    assert ring_allreduce_bytes(1000, 4) == 1500
+    assert ring_allreduce_bytes(1001, 3) == 2 * 1001 * 2 // 3
 
 
 @pytest.mark.parametrize("text", ["fsdp-2gpu-b64", "dp-2tpu-b64", "dp-gpu-b64", "single-1gpu", "resnet50_num_workers_0"])

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis import collect
-from analysis.terminal import shown
+from analysis.condor import collect
+from analysis.text.terminal import shown
 from conftest import small_disk
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def run_members(sweep: str = "seed", run: str = "single-1gpu-b64") -> list[tuple
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "analysis.collect", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([PY, "-m", "analysis.condor.collect", *args], capture_output=True, text=True, timeout=120,
                           cwd=cwd, env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 

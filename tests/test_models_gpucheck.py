@@ -1,7 +1,6 @@
 """scripts/check_runs.py (the GPU check's verdict) on real CPU runs, and DP labels on a real GPU."""
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, event_names, run_traces
 from profiler.contract import vocab
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -52,9 +51,7 @@ def _dp_trace_names(device_ids: list[int], out: Path) -> list[str]:
         for _ in range(2):
             model(x).sum().backward()
             prof.step()
-    trace = next(out.glob("*.pt.trace.json.gz"))
-    with gzip.open(trace, "rt") as f:
-        return [e.get("name", "") for e in json.load(f)["traceEvents"]]
+    return event_names(run_traces(out)[0])
 
 
 @pytest.mark.gpu

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import shutil
 import subprocess
@@ -11,21 +10,12 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, TINY_ARGS, cli_env, run_train, train_cmd
+from conftest import REPO, TINY_ARGS, cli_env, event_names, run_traces, run_train, train_cmd
 from profiler.contract import vocab
 from profiler.contract.runjson import read_run_json
 from profiler.contract.samples import read_samples
 
 pytestmark = pytest.mark.slow   # spawns training processes
-
-
-def _trace(path: Path) -> dict[str, Any]:
-    with gzip.open(path, "rt") as f:
-        return json.load(f)
-
-
-def _names(trace: dict[str, Any]) -> list[str]:
-    return [e.get("name", "") for e in trace["traceEvents"]]
 
 
 def _run_json(run: Path) -> dict[str, Any]:
@@ -34,9 +24,9 @@ def _run_json(run: Path) -> dict[str, Any]:
 
 def test_single_run_trace_has_profiler_steps_and_every_phase_label(tiny_runs: Path) -> None:
     run = tiny_runs / "single-1cpu-b8"
-    traces = sorted(run.glob("*.pt.trace.json.gz"))
+    traces = run_traces(run)
     assert [t.name.split(".")[0] for t in traces] == ["rank0"]
-    names = _names(_trace(traces[0]))
+    names = event_names(traces[0])
     steps = sorted(n for n in names if n.startswith(vocab.TORCH_PROFILER_STEP))
     assert steps == ["ProfilerStep#1", "ProfilerStep#2"]          # wait 0, warmup 1, active 2
     for label in vocab.TRAIN_STEP_PHASES:
@@ -83,10 +73,10 @@ def test_single_run_has_tensorboard_events(tiny_runs: Path) -> None:
 
 def test_ddp_run_writes_one_trace_per_rank_with_the_gloo_all_reduce(tiny_runs: Path) -> None:
     run = tiny_runs / "ddp-2cpu-b8"
-    traces = sorted(run.glob("*.pt.trace.json.gz"))
+    traces = run_traces(run)
     assert sorted(t.name.split(".")[0] for t in traces) == ["rank0", "rank1"]
     for path in traces:
-        names = _names(_trace(path))
+        names = event_names(path)
         assert any(n.startswith("gloo:all_reduce") for n in names), path.name
         assert vocab.TORCH_DDP_FORWARD in names
         for label in vocab.TRAIN_STEP_PHASES:

@@ -1,7 +1,6 @@
 """SIGTERM mid-run (how HTCondor evicts): status interrupted, exit 143, the trace so far flushed."""
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import signal
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_ARGS, cli_env, train_cmd
+from conftest import REPO, TINY_ARGS, cli_env, event_names, run_traces, train_cmd
 from profiler.contract import vocab
 
 pytestmark = pytest.mark.slow   # spawns training processes
@@ -60,12 +59,10 @@ def _check_interrupted(run: Path, min_steps: int, workers: list[str]) -> None:
     assert info["status"] == vocab.STATUS_INTERRUPTED
     assert "SIGTERM" in info["message"]
     assert info["results"]["steps"] >= min_steps
-    traces = sorted(run.glob("*.pt.trace.json.gz"))
+    traces = run_traces(run)
     assert sorted(t.name.split(".")[0] for t in traces) == workers
     for t in traces:     # flushed on the way out: a complete, loadable trace with the steps so far
-        with gzip.open(t, "rt") as f:
-            names = [e.get("name", "") for e in json.load(f)["traceEvents"]]
-        assert any(n.startswith(vocab.TORCH_PROFILER_STEP) for n in names)
+        assert any(n.startswith(vocab.TORCH_PROFILER_STEP) for n in event_names(t))
     lines = (run / vocab.SAMPLES_CSV).read_text().splitlines()
     assert lines[0].split(",") == list(vocab.SAMPLES_HEADER) and len(lines) > 1
 

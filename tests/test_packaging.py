@@ -1,6 +1,6 @@
 """`pip install .` without extras is the analysis alone: no torch, and `python -m analysis.report` works.
 
-A real install into a fresh venv from the package registries (DESIGN.md: a submit node or laptop
+A real install into a fresh venv from the package registries (docs/design.md: a submit node or laptop
 runs the report where torch is absent), from a copy of the source tree so the build leaves nothing in
 the checkout. pip inherits this machine's configuration (pip.conf, constraints) from the environment.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.breakdown import analyse_trace
+from analysis.step.breakdown import analyse_trace
 from conftest import REPO
 
 TRACE = REPO / "tests" / "data" / "cpu_single_tiny.pt.trace.json.gz"
@@ -67,7 +67,7 @@ def test_plain_install_has_no_torch_and_runs_the_report(tmp_path: Path) -> None:
     # the TensorBoard dashboard: its entry point loads torch-free and its frontend is in the installed package
     probe = ("import json, sys; from importlib import metadata, resources; "
              "(ep,) = [e for e in metadata.entry_points(group='tensorboard_plugins') if e.name == 'scalescope']; "
-             "cls = ep.load(); static = resources.files('analysis.tbdash').joinpath('static'); "
+             "cls = ep.load(); static = resources.files('analysis.dashboard').joinpath('static'); "
              "print(json.dumps({'plugin': cls.plugin_name, 'static': str(static), "
              "'files': sorted(p.name for p in static.iterdir()), 'torch': 'torch' in sys.modules}))")
     plug = _run([py, "-c", probe], tmp_path, env, 120)

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import REPO, cli_env
 from profiler.cpualloc import (SOURCE_AFFINITY, SOURCE_CGROUP, SOURCE_CONDOR, cgroup_quota, condor_cpus,
-                               cpu_allocation, parse_cpu_max, parse_proc_cgroup)
+                               cpu_allocation, parse_cpu_max, parse_proc_cgroup, usable_cpus)
+from profiler.contract.runjson import CpuAllocation
 
 
 @pytest.mark.parametrize(("text", "cpus"), [("max 100000\n", None), ("150000 100000\n", 1.5),
@@ -74,6 +75,13 @@ def test_the_smallest_limit_sets_the_allocation_and_is_named(tmp_path: Path) -> 
     assert (a.cpus, a.source) == (1.0, SOURCE_AFFINITY)
     a = cpu_allocation({}, tmp_path / "none", tmp_path / "none", affinity=3)
     assert (a.cpus, a.source, a.cgroup_quota, a.condor_cpus) == (3.0, SOURCE_AFFINITY, None, None)
+
+
+def test_usable_cpus_are_the_allocation_in_whole_cpus_at_least_one() -> None:
+    assert usable_cpus(CpuAllocation(cpus=1.5, source=SOURCE_CGROUP, affinity=64)) == 1
+    assert usable_cpus(CpuAllocation(cpus=0.5, source=SOURCE_CGROUP, affinity=64)) == 1
+    assert usable_cpus(CpuAllocation(cpus=4.0, source=SOURCE_CONDOR, affinity=64)) == 4
+    assert usable_cpus() == max(1, int(cpu_allocation().cpus))
 
 
 def test_a_real_restricted_affinity_is_what_the_allocation_reports() -> None:

@@ -1,8 +1,6 @@
 """The profiling session on CPU with a tiny model: real Kineto traces, phase labels, early exit."""
 from __future__ import annotations
 
-import gzip
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import event_names, run_traces
 from profiler.contract import vocab
 from profiler.session import NullProfiler, Schedule, all_threads_config, devices_to_sync, make_profiler, phase
 
@@ -33,23 +32,13 @@ def model_and_opt() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     return model, torch.optim.SGD(model.parameters(), lr=0.1)
 
 
-def traces(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("*" + vocab.TRACE_SUFFIXES[0]))
-
-
-def event_names(path: Path) -> list[str]:
-    with gzip.open(path, "rt") as f:
-        data: dict[str, Any] = json.load(f)
-    return [e.get("name", "") for e in data["traceEvents"]]
-
-
 def test_three_active_steps_write_a_gzipped_trace_with_steps_and_phases(tmp_path: Path) -> None:
     model, opt = model_and_opt()
     with make_profiler(tmp_path, "rank0", Schedule(wait=1, warmup=1, active=3), cuda=False) as prof:
         for _ in range(5):
             tiny_step(model, opt)
             prof.step()
-    [trace] = traces(tmp_path)
+    [trace] = run_traces(tmp_path)
     assert trace.name.startswith("rank0.")
     names = event_names(trace)
     steps = sorted({n for n in names if n.startswith(vocab.TORCH_PROFILER_STEP)})
@@ -69,7 +58,7 @@ def test_leaving_early_during_the_active_window_still_writes_the_trace(
                 if step == 3:            # second active step, mid-window
                     raise exc("stop here")
                 prof.step()
-    [trace] = traces(tmp_path)
+    [trace] = run_traces(tmp_path)
     names = event_names(trace)
     assert {"ProfilerStep#2", "ProfilerStep#3"} <= set(names)
     assert "ProfilerStep#4" not in names
@@ -82,7 +71,7 @@ def test_leaving_during_warmup_writes_nothing(tmp_path: Path) -> None:
         for _ in range(2):
             tiny_step(model, opt)
             prof.step()
-    assert traces(tmp_path) == []
+    assert run_traces(tmp_path) == []
 
 
 def test_all_threads_records_work_on_threads_the_step_starts(tmp_path: Path) -> None:
@@ -104,7 +93,7 @@ def test_all_threads_records_work_on_threads_the_step_starts(tmp_path: Path) -> 
             t.join()
             prof.step()
     assert notes == []
-    [trace] = traces(tmp_path)
+    [trace] = run_traces(tmp_path)
     assert vocab.PARALLEL_APPLY in event_names(trace)
 
     # and the option is what makes the difference: without it the replica's span is lost
@@ -116,7 +105,7 @@ def test_all_threads_records_work_on_threads_the_step_starts(tmp_path: Path) -> 
             t.start()
             t.join()
             prof.step()
-    [trace] = traces(main_only)
+    [trace] = run_traces(main_only)
     assert vocab.PARALLEL_APPLY not in event_names(trace)
 
 

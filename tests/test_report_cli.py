@@ -10,12 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from analysis.report import main
-from conftest import REPO, cli_env
+from analysis.report.cli import main
+from conftest import ANCHORS, REPO, cli_env
 from profiler.contract.runjson import encode_json
-from test_report_support import SAMPLES, run_info, write_run
-
-ANCHORS = REPO.parent / "shared" / "anchors"
+from builders.runs import SAMPLES, run_info, write_run
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -99,7 +97,7 @@ def test_tensorboard_flag_writes_events_into_the_run(sweep: Path, capsys: pytest
 
 def test_tensorboard_flag_without_the_module(sweep: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "analysis.tensorboard", None)    # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "analysis.tensorboard.events", None)    # import now raises ImportError
     assert main([str(sweep / "seed" / "single-1gpu-b64"), "--no-html", "--tensorboard"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert [line for line in err if "warning" in line] == [
@@ -161,7 +159,7 @@ def test_progress_bar_on_request(sweep: Path, capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize("args", [("--format", "json", "--no-html"), ("--no-html",)])
 def test_no_plotting_library_unless_the_html_is_drawn(sweep: Path, args: tuple[str, ...]) -> None:
     good = str(sweep / "seed" / "single-1gpu-b64")
-    code = ("import sys; from analysis.report import main; rc = main([%r, *%r]); "
+    code = ("import sys; from analysis.report.cli import main; rc = main([%r, *%r]); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'torch', 'models')); "
             "print('LOADED', bad, file=sys.stderr); sys.exit(rc or (1 if bad else 0))") % (good, list(args))
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,

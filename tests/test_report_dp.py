@@ -1,5 +1,5 @@
 """A DataParallel-shaped run through the real reader, breakdown and report: GPU 0 copies and computes
-while GPUs 1–3 wait. The trace is synthetic (no GPU here), built with the analysis tests' TraceBuilder."""
+while GPUs 1–3 wait. The trace is synthetic (no GPU here), built with the tests' TraceBuilder (builders.kineto.dp_step)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,49 +7,35 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from analysis.phrasing import finding_text
-from analysis.report import build_report, main
-from analysis.runs import analyse_runs, discover_runs
-from profiler.contract import vocab
+from analysis.view.phrasing import finding_text
+from analysis.view.model import build_report
+from analysis.report.cli import main
+from analysis.run.analyse import analyse_runs
+from analysis.run.discover import discover_runs
 from profiler.contract.runjson import encode_json
-from tracebuilder import TraceBuilder
-from test_report_support import TWO_LAYERS, run_info
+from builders.kineto import TraceBuilder, dp_step
+from builders.runs import TWO_LAYERS, run_info
 
 STEP = 10_000.0          # µs
 COPY_BYTES = 20_000_000  # per peer copy: 20 MB in 2 ms = 10 GB/s
 
 
 def dp_trace(path: Path, steps: int = 3) -> None:
+    """Forward 6 ms: replicate 2 (GPU 0 broadcasts, 19 MB into each of GPUs 1-3 over 1.9 ms), parallel_apply 3
+    (2 ms of sgemm on every GPU), gather 1 (5 MB back into GPU 0); then backward 3 and the optimizer 1 on GPU 0."""
     b = TraceBuilder()
     for i in range(steps):
-        t = i * STEP
-        b.step(i + 1, t, STEP)
-        b.label(vocab.FORWARD, t, 6000)
-        b.label(vocab.REPLICATE, t, 2000)
-        b.kernel("broadcast_coalesced", t, 2000, device=0, launch=t)      # GPU 0 packs the broadcast
-        for d in (1, 2, 3):
-            b.memcpy("PtoP", t + 100, 1900, device=d, launch=t + 50, nbytes=COPY_BYTES - 1_000_000)
-        b.label(vocab.PARALLEL_APPLY, t + 2000, 3000)
-        for d in (0, 1, 2, 3):
-            b.kernel("sgemm", t + 2000, 2000, device=d, launch=t + 2000)
-        b.label(vocab.GATHER, t + 5000, 1000)
-        b.memcpy("PtoP", t + 5000, 500, device=0, launch=t + 5000, nbytes=5_000_000)
-        b.label(vocab.BACKWARD, t + 6000, 3000)
-        b.kernel("sgemm_bwd", t + 6000, 3000, device=0, launch=t + 6000)
-        b.label(vocab.OPTIMIZER, t + 9000, 1000)
-        b.kernel("adam", t + 9000, 1000, device=0, launch=t + 9000)
-    path.parent.mkdir(parents=True, exist_ok=True)
+        dp_step(b, i + 1, i * STEP, devices=4, replicate=2000, parallel_apply=3000, gather=1000, backward=3000,
+                optimizer=1000, broadcast=True, copy_bytes=COPY_BYTES - 1_000_000, copy_lag=100, apply_kernel=2000,
+                gather_bytes=5_000_000)
     b.write(path)
 
 
 def single_trace(path: Path, steps: int = 3) -> None:
+    """The 1-GPU baseline: 4 ms steps, all forward, GPU 0 computing 3.8 ms of each."""
     b = TraceBuilder()
     for i in range(steps):
-        t = i * 4000.0
-        b.step(i + 1, t, 4000)
-        b.label(vocab.FORWARD, t, 4000)
-        b.kernel("sgemm", t + 100, 3800, device=0, launch=t + 100)
-    path.parent.mkdir(parents=True, exist_ok=True)
+        dp_step(b, i + 1, i * 4000.0, forward=4000)
     b.write(path)
 
 

@@ -3,16 +3,16 @@ run) through `python -m analysis.report`."""
 from __future__ import annotations
 
 import base64
-import os
 import re
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from analysis.report import main
-from conftest import run_dirs
+from analysis.report.cli import main
+from conftest import cli_env, run_dirs
 from profiler.contract import vocab
+from profiler.cpualloc import SOURCE_AFFINITY, SOURCE_CGROUP, SOURCE_CONDOR, cpu_allocation
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +30,8 @@ def test_report_over_real_cpu_runs(real_runs: list[Path], tmp_path: Path, capsys
     runs = {r["strategy"]: r for r in summary["runs"]}
     assert {"single", "ddp"} <= set(runs), sorted(runs)
     single, ddp = runs["single"], runs["ddp"]
+    alloc = cpu_allocation(cli_env())            # the environment the tiny runs were started with
+    assert alloc.source in (SOURCE_AFFINITY, SOURCE_CGROUP, SOURCE_CONDOR) and alloc.cpus > 0
     assert single["device_type"] == ddp["device_type"] == "cpu"
     assert single["devices"] == 1 and ddp["devices"] == 2 and len(ddp["trace_files"]) == 2
     for r in (single, ddp):
@@ -38,8 +40,9 @@ def test_report_over_real_cpu_runs(real_runs: list[Path], tmp_path: Path, capsys
         assert r["shares"][vocab.COMPUTE] > 0
         assert r["images_per_s_source"] == "run.json"
         assert r["errors"] == []
-        # the runner recorded the job's allocation (this machine: its affinity) and the sampler the tree's cores
-        assert r["cpus"] == float(len(os.sched_getaffinity(0))) and r["cpus_source"] == "affinity"
+        # the runner recorded the job's allocation (what cpu_allocation finds here: affinity, a cgroup quota or
+        # HTCondor's Cpus, whichever is smallest) and the sampler the tree's cores
+        assert (r["cpus"], r["cpus_source"]) == (alloc.cpus, alloc.source)
         assert r["tree_cpu_cores"] is not None and 0.0 < r["tree_cpu_cores"] <= r["cpus"] * 1.3
     assert single["shares"][vocab.COMMUNICATION] == 0.0
     assert ddp["shares"][vocab.COMMUNICATION] > 0.0          # the gloo all-reduce is seen and counted

@@ -6,12 +6,12 @@ from dataclasses import replace
 import pytest
 
 from analysis.findings import THRESHOLDS, all_findings, findings_for, recommendations
-from analysis.phrasing import finding_text, recommendation_text
+from analysis.view.phrasing import finding_text, recommendation_text
 from analysis.records import MemcpyStats
-from analysis.report import measure as analysed
-from analysis.samplestats import SampleSummary
+from analysis.view.model import measure as analysed
+from analysis.run.samples import SampleSummary
 from profiler.contract import vocab
-from test_report_support import TWO_LAYERS, run, run_info, trace
+from builders.runs import TWO_LAYERS, run, run_info, trace
 
 C, COMM, DATA, H2D, HOST, IDLE = (vocab.COMPUTE, vocab.COMMUNICATION, vocab.DATA_LOADING, vocab.H2D_COPY,
                                   vocab.HOST_OVERHEAD, vocab.IDLE)
@@ -83,7 +83,7 @@ def test_saturated_cpus_of_a_compute_bound_run_are_not_blamed_on_data() -> None:
 
 
 def test_no_cpu_claim_without_the_allocation_or_the_tree_rows() -> None:
-    from analysis.report import build_report
+    from analysis.view.model import build_report
 
     no_alloc = run("single-1gpu-b64", [trace(shares={C: 0.4, DATA: 0.38})],
                    run_info("single-1gpu-b64", "single", 1, 64, workers=4),
@@ -155,13 +155,16 @@ def test_recommendations_ranked_with_their_savings() -> None:
     dp = dp4(0.6, workers=4, cpus=1, pin_memory=False, amp=False)
     dp.traces[0].steps = trace(step_us=200_000, shares={C: 0.2, COMM: 0.6, DATA: 0.15, HOST: 0.05}).steps
     ms, costs = analysed([dp])
-    cost = costs[ms[0].run_dir]
     recs = {r.kind: r for r in recommendations(ms, costs)}
     assert set(recs) == {"ddp", "per_gpu_batch", "cpus_per_worker"}   # AMP: compute 20 % < 40 %; no h2d time
-    allreduce = 2 * 566_666_667 * 3 / 4 / 11e9 * 1e3              # DDP's all-reduce at the measured 11 GB/s
-    assert recs["ddp"].saving_ms == pytest.approx(120.0 - allreduce) and recs["ddp"].basis == "predicted"
-    fixed = sum(i.bytes for i in cost.items if not i.per_image) / cost.bytes_per_step
-    assert recs["per_gpu_batch"].saving_ms == pytest.approx((120.0 * fixed + 10.0) / 2)
+    # DDP's ring all-reduce: 2 × 566_666_667 B × 3/4 = 850_000_000.5 B at the measured 11 GB/s = 77.27273 ms,
+    # instead of the 120 ms of communication measured (60 % of 200 ms): saves 42.72727 ms
+    assert recs["ddp"].saving_ms == pytest.approx(42.72727, rel=1e-6) and recs["ddp"].basis == "predicted"
+    # doubling the per-GPU batch halves the per-step fixed cost: the parameter traffic's share of the bytes,
+    # (replicate + reduce = 2 × 3 × 566_666_667 = 3_400_000_002 B) / (that + input scatter 10 × 4 B × 256 × 3/4
+    # = 7_680 + activations 100 × 4 B × 256 × 3/4 = 76_800 → 3_400_084_482 B) = 0.99997515 of the 120 ms
+    # communication, + 10 ms host overhead (5 %): 129.99702 ms, halved = 64.99851 ms
+    assert recs["per_gpu_batch"].saving_ms == pytest.approx(64.99851, rel=1e-6)
     assert recs["cpus_per_worker"].saving_ms == pytest.approx(30.0)
     assert recs["cpus_per_worker"].figures.request_cpus == 5          # 4 workers + the training loop
     assert "request_cpus = 5 in HTCondor" in recommendation_text(recs["cpus_per_worker"])

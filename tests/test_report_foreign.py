@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import run_report, to_summary
-from tracebuilder import TraceBuilder
-
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+from analysis.api import Analysis
+from builders.kineto import TraceBuilder
+from conftest import ANCHORS
 
 
 def _recs(run: Path) -> list[dict]:
-    return to_summary(run_report([run]))["recommendations"]
+    return Analysis([run]).summary()["recommendations"]
 
 
 def test_a_gpu_step_waiting_on_the_host_gets_launch_overhead_advice(tmp_path: Path) -> None:
@@ -51,8 +50,8 @@ def test_the_anchors_get_advice_from_their_breakdown(tmp_path: Path) -> None:
 
 
 def test_a_gpus_idle_time_splits_into_waiting_on_the_host_and_in_a_synchronize() -> None:
-    from analysis.breakdown import analyse
-    from analysis.reader import parse_trace
+    from analysis.step.breakdown import analyse
+    from analysis.trace.reader import parse_trace
 
     b = TraceBuilder()
     b.step(0, 0, 1000)
@@ -70,7 +69,7 @@ def test_a_gpus_idle_time_splits_into_waiting_on_the_host_and_in_a_synchronize()
 def test_the_two_traced_ranks_of_the_anchor_show_their_skew_and_no_straggler(tmp_path: Path) -> None:
     run = tmp_path / "trace_filter"
     shutil.copytree(ANCHORS / "hta" / "trace_filter", run)
-    s = to_summary(run_report([run]))
+    s = Analysis([run]).summary()
     skew = s["runs"][0]["straggler"]
     r0, r1 = skew["ranks"]
     # rank 1 is last at 7 of 10 collectives, but both ranks wait alike (61.7 vs 53.1 ms per step): not named

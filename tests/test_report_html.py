@@ -10,13 +10,14 @@ import msgspec
 import pytest
 
 from analysis.records import TimelineSpan
-from analysis.render import render_text
-from analysis.report import build_report, render_html, write_outputs
-from analysis.samplestats import summarise
-from analysis.view import COSTS, DEVICES, build_view
+from analysis.view.render import render_text
+from analysis.view.model import build_report
+from analysis.report.outputs import render_html, write_outputs
+from analysis.run.samples import summarise
+from analysis.view.reportview import COSTS, DEVICES, build_view
 from profiler.contract import vocab
 from profiler.contract.samples import read_samples
-from test_report_support import SAMPLES, run, run_info, trace
+from builders.runs import SAMPLES, run, run_info, trace
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 
 from analysis.findings import THRESHOLDS, all_findings, recommendations
-from analysis.phrasing import finding_text, recommendation_text
-from analysis.report import build_report
-from analysis.report import measure as analysed  # what build_report computes first
-from analysis.runs import analyse_runs, discover_runs
-from analysis.scaling import phase_scaling
-from analysis.view import COSTS, build_view
+from analysis.view.phrasing import finding_text, recommendation_text
+from analysis.view.model import build_report
+from analysis.view.model import measure as analysed  # what build_report computes first
+from analysis.run.analyse import analyse_runs
+from analysis.run.discover import discover_runs
+from analysis.run.scaling import phase_scaling
+from analysis.view.reportview import COSTS, build_view
 from profiler.contract import vocab
 from profiler.contract.runjson import encode_json
-from tracebuilder import TraceBuilder
-from test_report_support import TWO_LAYERS, run, run_info, trace
+from builders.kineto import TraceBuilder, dp_step
+from builders.runs import TWO_LAYERS, run, run_info, trace
 
 C, COMM = vocab.COMPUTE, vocab.COMMUNICATION
 FWD, LOSS, BWD, OPT = vocab.FORWARD, vocab.LOSS, vocab.BACKWARD, vocab.OPTIMIZER
@@ -90,33 +91,16 @@ def test_dataparallel_trace_phases_through_the_reader(tmp_path: Path) -> None:
     threads, counted once); loss and optimizer run on GPU 0 alone over the whole batch / all parameters."""
     b = TraceBuilder()
     for i in range(3):
-        t = i * 4000.0
-        b.step(i + 1, t, 4000)
-        b.label(FWD, t, 2000)
-        b.label(LOSS, t + 2000, 100)
-        b.label(BWD, t + 2100, 1500)
-        b.label(OPT, t + 3600, 400)
-        b.kernel("sgemm", t + 100, 3800, device=0, launch=t + 100)
+        dp_step(b, i + 1, i * 4000.0, forward=2000, loss=100, backward=1500, optimizer=400)
     single = tmp_path / "t" / "single-1gpu-b64"
     single.mkdir(parents=True)
     b.write(single / "rank0.1700000000000.pt.trace.json.gz")
     (single / vocab.RUN_JSON).write_bytes(encode_json(
         run_info("single-1gpu-b64", "single", 1, 64, images_per_s=16000.0, parameter_bytes=20_000_000)))
     b = TraceBuilder()
-    for i in range(3):
-        t = i * 10_000.0
-        b.step(i + 1, t, 10_000)
-        b.label(FWD, t, 6000)
-        b.label(vocab.REPLICATE, t, 2000)
-        b.label(vocab.PARALLEL_APPLY, t + 2000, 3000)
-        for tid in (11, 12):                                  # replica threads
-            b.label(vocab.PARALLEL_APPLY, t + 2100, 2800, tid=tid)
-            b.kernel("sgemm", t + 2100, 2800, device=tid - 11, launch=t + 2100, tid=tid)
-        b.label(vocab.GATHER, t + 5000, 1000)
-        b.label(LOSS, t + 6000, 500)
-        b.label(BWD, t + 6500, 2500)
-        b.label(OPT, t + 9000, 1000)
-        b.kernel("adam", t + 9000, 1000, device=0, launch=t + 9000)
+    for i in range(3):                                        # GPUs 0 and 1 each in a replica thread (11, 12)
+        dp_step(b, i + 1, i * 10_000.0, devices=2, replicate=2000, parallel_apply=3000, gather=1000, loss=500,
+                backward=2500, optimizer=1000, apply_lag=100, replica_tids=(11, 12), backward_kernel=False)
     dp = tmp_path / "t" / "dp-2gpu-b128"
     dp.mkdir(parents=True)
     b.write(dp / "rank0.1700000000000.pt.trace.json.gz")

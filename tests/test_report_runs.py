@@ -1,4 +1,4 @@
-"""Run discovery, run.json and samples.csv through the contract, and per-run error isolation (analysis.runs)."""
+"""Run discovery, run.json and samples.csv through the contract, and per-run error isolation (analysis.run.analyse)."""
 from __future__ import annotations
 
 import gzip
@@ -7,20 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from analysis.errors import TraceError
-from analysis.runs import InputError, analyse_run, discover_runs, find_traces
-from analysis.samplestats import summarise
+from analysis.trace.errors import TraceError
+from analysis.trace.errors import InputError
+from analysis.run.analyse import analyse_run
+from analysis.run.discover import discover_runs, find_traces
+from analysis.run.samples import summarise
 from profiler.contract import vocab
 from profiler.contract.samples import read_samples
-from test_report_support import SAMPLES, kineto_events, run_info, trace, write_run, write_trace
+from builders.kineto import labelled_trace
+from builders.runs import SAMPLES, run_info, trace, write_run
 
 
 def test_discover_finds_nested_runs_and_skips_hidden(tmp_path: Path) -> None:
     write_run(tmp_path / "sweep", "single-1gpu-b64", run_info("single-1gpu-b64", "single", 1, 64))
     (tmp_path / "sweep" / "dp-2gpu-b128").mkdir()
     (tmp_path / "sweep" / "dp-2gpu-b128" / "run.json").write_text("{}")         # run.json only (no traces)
-    write_trace(tmp_path / "bare" / "worker0.1.pt.trace.json", kineto_events())  # traces only, plain JSON
-    write_trace(tmp_path / ".hidden" / "x" / "rank0.1.pt.trace.json.gz", kineto_events())
+    labelled_trace().write(tmp_path / "bare" / "worker0.1.pt.trace.json")  # traces only, plain JSON
+    labelled_trace().write(tmp_path / ".hidden" / "x" / "rank0.1.pt.trace.json.gz")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("nothing")
     found = [p.relative_to(tmp_path.resolve()).as_posix() for p in discover_runs([tmp_path])]
@@ -29,7 +32,7 @@ def test_discover_finds_nested_runs_and_skips_hidden(tmp_path: Path) -> None:
 
 def test_discover_sniffs_oddly_named_kineto_json(tmp_path: Path) -> None:
     """HTA's test traces are named *.json.gz; they count only if they hold traceEvents."""
-    write_trace(tmp_path / "hta" / "sampled_rank-0.json.gz", kineto_events())
+    labelled_trace().write(tmp_path / "hta" / "sampled_rank-0.json.gz")
     (tmp_path / "expected").mkdir()
     (tmp_path / "expected" / "breakdown.json").write_text(json.dumps({"Kernel": 1}))
     (tmp_path / "expected" / "broken.json.gz").write_bytes(b"\x1f\x8b not gzip")
@@ -39,9 +42,9 @@ def test_discover_sniffs_oddly_named_kineto_json(tmp_path: Path) -> None:
 
 def test_named_traces_win_over_other_json(tmp_path: Path) -> None:
     d = tmp_path / "r"
-    write_trace(d / "rank1.2.pt.trace.json.gz", kineto_events())
-    write_trace(d / "rank0.2.pt.trace.json.gz", kineto_events())
-    write_trace(d / "other.json", kineto_events())
+    labelled_trace().write(d / "rank1.2.pt.trace.json.gz")
+    labelled_trace().write(d / "rank0.2.pt.trace.json.gz")
+    labelled_trace().write(d / "other.json")
     (d / "run.json").write_text("{}")
     assert [p.name for p in find_traces(d)] == ["rank0.2.pt.trace.json.gz", "rank1.2.pt.trace.json.gz"]
 
@@ -54,7 +57,7 @@ def test_discover_missing_path_is_one_line_input_error(tmp_path: Path) -> None:
 
 
 def test_a_file_path_means_its_folder(tmp_path: Path) -> None:
-    p = write_trace(tmp_path / "r" / "rank0.1.pt.trace.json.gz", kineto_events())
+    p = labelled_trace().write(tmp_path / "r" / "rank0.1.pt.trace.json.gz")
     assert discover_runs([p]) == [(tmp_path / "r").resolve()]
 
 
@@ -103,7 +106,7 @@ def test_samples_absent_or_host_only(tmp_path: Path) -> None:
 
 
 def test_samples_csv_is_read_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import analysis.runs as runs
+    import analysis.run.analyse as runs
 
     d = write_run(tmp_path, "single-1gpu-b64", run_info("single-1gpu-b64", "single", 1, 64), samples=SAMPLES)
     reads: list[Path] = []

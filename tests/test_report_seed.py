@@ -11,11 +11,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from analysis.report import main
+from analysis.report.cli import main
 from profiler.contract import vocab
 from profiler.contract.runjson import CudaDevice, encode_json
-from tracebuilder import TraceBuilder
-from test_report_support import run_info, seed_model
+from builders.kineto import TraceBuilder, dp_step
+from builders.runs import run_info, seed_model
 
 NAME = "dp-layerwise-4gpu-b256"
 STEP = 10_000.0            # µs
@@ -27,21 +27,8 @@ def seed_trace(path: Path, steps: int = 3) -> None:
     """Data wait 3.8 ms, then forward (replicate + parallel_apply + gather), backward and the optimizer on GPU 0."""
     b = TraceBuilder()
     for i in range(steps):
-        t = i * STEP
-        b.step(i + 1, t, STEP)
-        b.label(vocab.DATA_WAIT, t, 3800)
-        b.label(vocab.FORWARD, t + 3800, 3200)
-        b.label(vocab.REPLICATE, t + 3800, 1200)
-        for d in (1, 2, 3):
-            b.memcpy("PtoP", t + 3800, 1200, device=d, launch=t + 3800, nbytes=12_000_000)
-        b.label(vocab.PARALLEL_APPLY, t + 5000, 1500)
-        for d in (0, 1, 2, 3):
-            b.kernel("sgemm", t + 5000, 1500, device=d, launch=t + 5000)
-        b.label(vocab.GATHER, t + 6500, 500)
-        b.label(vocab.BACKWARD, t + 7000, 2000)
-        b.kernel("sgemm_bwd", t + 7000, 2000, device=0, launch=t + 7000)
-        b.label(vocab.OPTIMIZER, t + 9000, 1000)
-        b.kernel("adam", t + 9000, 1000, device=0, launch=t + 9000)
+        dp_step(b, i + 1, i * STEP, devices=4, data_wait=3800, replicate=1200, parallel_apply=1500, gather=500,
+                backward=2000, optimizer=1000, copy_bytes=12_000_000)
     b.write(path)
 
 

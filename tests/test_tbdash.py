@@ -20,27 +20,16 @@ import pytest
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-from analysis.report import run_report, to_summary
-from analysis.runs import analyse_run
-from analysis.tbdash import PLUGIN_NAME
-from analysis.tbdash.data import RunCache
-from analysis.tbdash.plugin import ScalescopePlugin, static_files
+from analysis.api import Analysis
+from analysis.run.analyse import analyse_run
+from analysis.dashboard import PLUGIN_NAME
+from analysis.dashboard.data import RunCache
+from analysis.dashboard.plugin import ScalescopePlugin, static_files
+from builders.tensorboard import CORRUPT, make_logdir
 from conftest import run_dirs
 from profiler.contract import vocab
 
-CORRUPT = "broken-1cpu-b8"
-GARBAGE = b"\x1f\x8b this is not a gzip stream, nor JSON"
 SVG_NS = "http://www.w3.org/2000/svg"     # a name, not a request
-
-
-def make_logdir(tiny_runs: Path, root: Path) -> Path:
-    """root/traces with a copy of every tiny run and one folder whose only trace is garbage."""
-    logdir = root / "traces"
-    for src in run_dirs(tiny_runs):
-        shutil.copytree(src, logdir / src.name)
-    (logdir / CORRUPT).mkdir(parents=True)
-    (logdir / CORRUPT / "rank0.1.pt.trace.json.gz").write_bytes(GARBAGE)
-    return logdir
 
 
 @pytest.fixture()
@@ -66,7 +55,7 @@ def good_runs(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def test_runs_route_has_the_reports_numbers_and_the_corrupt_run_as_an_error(logdir: Path) -> None:
     code, payload = get(plugin_for(logdir), "/runs")
     assert code == 200
-    expected = to_summary(run_report([logdir]))
+    expected = Analysis([logdir]).summary()
     want = {r["name"]: r for r in expected["runs"]}
     assert sorted(r["tb_run"] for r in payload["runs"]) == sorted([CORRUPT, *(d.name for d in run_dirs(logdir)
                                                                               if d.name != CORRUPT)])
@@ -217,14 +206,14 @@ def test_entry_point_loads_the_plugin_class(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert json.loads(res.stdout) == {"value": "analysis.tbdash.plugin:ScalescopePlugin", "tbplugin": True,
+    assert json.loads(res.stdout) == {"value": "analysis.dashboard.plugin:ScalescopePlugin", "tbplugin": True,
                                       "name": PLUGIN_NAME, "torch": False}
 
 
 def test_static_modules_import_only_shipped_files_and_nothing_from_the_network() -> None:
     shipped = {name for name in static_files().values()}
     assert {"index.js", "style.css"} <= shipped
-    folder = resources.files("analysis.tbdash").joinpath("static")
+    folder = resources.files("analysis.dashboard").joinpath("static")
     for name in sorted(shipped):
         text = folder.joinpath(name).read_text(encoding="utf-8")
         for imported in re.findall(r"""\bfrom\s+["']([^"']+)["']""", text):

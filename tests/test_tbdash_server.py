@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from analysis.report import run_report, to_summary
-from test_tbdash import CORRUPT, GARBAGE, make_logdir
-from test_tensorboard_server import CHROMIUM, CHROMIUM_ARGS, Server, get_json, serve
+from analysis.api import Analysis
+from builders.tensorboard import CHROMIUM, CHROMIUM_ARGS, CORRUPT, GARBAGE, Server, get_json, make_logdir, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -58,7 +57,7 @@ def test_listing_has_scalescope_enabled_as_an_iframe_plugin(server: Server) -> N
 
 def test_runs_route_over_http(server: Server, logdir: Path) -> None:
     payload = runs_payload(server)
-    want = {r["name"]: r for r in to_summary(run_report([logdir]))["runs"]}
+    want = {r["name"]: r for r in Analysis([logdir]).summary()["runs"]}
     good = [r for r in payload["runs"] if r["tb_run"] != CORRUPT]
     assert sorted(r["strategy"] for r in good) == ["ddp", "single"]
     for r in good:

@@ -7,40 +7,28 @@ Chromium. The server is stopped by its process group at the end, pass or fail.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from conftest import run_dirs
-from analysis import tbplugin
+from analysis.tensorboard import profiler_plugin as tbplugin
 from analysis.records import RunAnalysis
-from analysis.tensorboard import REPORT_EVENTS_NAME, breakdown_tags, device_label, write_report_events
-from analysis.view import Item, ReportView
+from analysis.tensorboard.events import REPORT_EVENTS_NAME, breakdown_tags, device_label, write_report_events
+from analysis.view.reportview import Item, ReportView
+from builders.tensorboard import CHROMIUM, CHROMIUM_ARGS, Server, get_json, serve, wait_for
 from profiler.contract.vocab import DATA_LOADING
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-READY_TIMEOUT_S = 60.0          # bounded wait for the server and its plugins to load the runs
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")   # Debian package; `make test` installs it
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 SHOWN_TAGS = ("breakdown/compute_ms", "breakdown/communication_pct", "breakdown/idle_pct")  # first page
 KNOWN_LIMITED_PLUGIN = tbplugin.installed_version() == "0.4.3"   # the release whose limits docs/tensorboard.md lists
-T = TypeVar("T")
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -55,7 +43,7 @@ class Sweep:
 @pytest.fixture(scope="module")
 def sweep(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     """A private copy of the session's tiny runs (we add files to it) with our report events written."""
-    from analysis.runs import analyse_run
+    from analysis.run.analyse import analyse_run
 
     logdir = tmp_path_factory.mktemp("tb") / "traces"
     sources = run_dirs(tiny_runs)
@@ -75,60 +63,7 @@ def sweep(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     return Sweep(logdir, runs, findings)
 
 
-# --- the server --------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def wait_for(what: str, probe: Callable[[], T | None], proc: subprocess.Popen[bytes], log: Path,
-             timeout: float = READY_TIMEOUT_S) -> T:
-    """Poll probe() until it returns a value; fail with the server log if it dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tensorboard exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
-        try:
-            value = probe()
-            if value is not None:
-                return value
-        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as exc:
-            last = exc
-        time.sleep(0.5)
-    pytest.fail(f"no {what} after {timeout:.0f} s (last error: {last}):\n{log.read_text()[-3000:]}")
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-
-def serve(logdir: Path, home: Path, env: dict[str, str], cwd: Path | None = None) -> Iterator[Server]:
-    """A real `tensorboard --logdir` on a free 127.0.0.1 port until the generator closes (stopped by its
-    process group, pass or fail); its log in `home`."""
-    port = free_port()
-    log = home / "tensorboard.log"
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-           "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "2"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        server = Server(f"http://127.0.0.1:{port}", proc, log)
-        wait_for("plugin listing", lambda: get_json(server.url + "/data/plugins_listing") or None, proc, log)
-        yield server
-    finally:
-        stop_group(proc)
-
+# --- the server (builders.tensorboard) --------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def tensorboard(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -136,19 +71,6 @@ def tensorboard(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Itera
     # its info file, the data server's port file and the profiler plugin's cache go here, not /tmp:
     # SIGTERM skips their atexit clean-up
     yield from serve(sweep.logdir, home, {**os.environ, "TMPDIR": str(home)})
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (tensorboard + its data server), SIGKILL if it lingers."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
 
 
 def profiler_runs(server: Server, expected: set[str]) -> list[str] | None:

@@ -8,32 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from analysis.html import report_page
-from analysis.report import build_view, run_report, to_summary
-from analysis.render import render_markdown, render_text
+from analysis.report.html import report_page
+from analysis.view.reportview import build_view
+from analysis.api import Analysis
+from analysis.view.summary import to_summary
+from analysis.view.render import render_markdown, render_text
 from analysis.whatif.cli import main
 from conftest import REPO, cli_env
 from profiler.contract import vocab
 from profiler.contract.runjson import encode_json
-from test_report_support import run_info, write_trace
-from test_whatif_model import LAYERS
-
-
-def cpu_events(pid: int, forward: int, backward: int, optimizer: int, n_steps: int = 2) -> list[dict]:
-    """A CPU-only trace: each step data_wait 10 µs-units, then forward / backward / optimizer, all as ops."""
-    ev: list[dict] = []
-    step = 10 + forward + backward + optimizer
-    for i in range(n_steps):
-        t = i * step
-        ev.append({"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{i + 1}", "pid": pid, "tid": 1,
-                   "ts": t, "dur": step})
-        at = t
-        for name, dur in ((vocab.DATA_WAIT, 10), (vocab.FORWARD, forward), (vocab.BACKWARD, backward),
-                          (vocab.OPTIMIZER, optimizer)):
-            ev.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": pid, "tid": 1, "ts": at, "dur": dur})
-            ev.append({"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": pid, "tid": 1, "ts": at, "dur": dur})
-            at += dur
-    return ev
+from builders.kineto import cpu_phase_trace
+from builders.runs import LAYERS, run_info
 
 
 def write_cpu_run(root: Path, name: str, strategy: str, devices: int, batch: int, times: tuple[int, int, int]) -> Path:
@@ -43,7 +28,7 @@ def write_cpu_run(root: Path, name: str, strategy: str, devices: int, batch: int
     d.mkdir(parents=True)
     (d / vocab.RUN_JSON).write_bytes(encode_json(info))
     for r in range(devices if strategy == vocab.DDP else 1):
-        write_trace(d / f"rank{r}.1700000000000.pt.trace.json.gz", cpu_events(100 + r, *times))
+        cpu_phase_trace(100 + r, *times).write(d / f"rank{r}.1700000000000.pt.trace.json.gz")
     return d
 
 
@@ -98,7 +83,7 @@ def test_json_output(runs: Path, capsys) -> None:
 
 
 def test_report_carries_the_what_if_section(runs: Path) -> None:
-    report = run_report([runs], progress=False)
+    report = Analysis([runs], progress=False).report
     view = build_view(report)
     table = view.table("What if vs measured")
     assert table is not None and [r[0] for r in table.rows] == ["ddp-2cpu-b64"]

@@ -8,8 +8,8 @@ from analysis.whatif.gpus import find_gpu
 from analysis.whatif.predict import Target, predict
 from analysis.whatif.profile import profile_of
 from profiler.contract import vocab
-from profiler.contract.runjson import Calibration, Layer, StepTimes, ThreadScaling
-from test_report_support import run, run_info, seed_model, trace
+from profiler.contract.runjson import Calibration, StepTimes, ThreadScaling
+from builders.runs import LAYERS, run, run_info, seed_model, trace
 
 MS = 1000.0   # µs per ms
 
@@ -24,7 +24,7 @@ def gpu_run(name: str = "single-1gpu-b64", cpus: float = 5, workers: int = 4, ba
     tr = trace(step_us=100 * MS, shares={vocab.COMPUTE: 0.7}, gpus={0: 0.7},
                phase={vocab.FORWARD: 20 * MS, vocab.BACKWARD: 40 * MS, vocab.OPTIMIZER: 10 * MS,
                       vocab.DATA_WAIT: 1 * MS})
-    from analysis.samplestats import SampleSummary
+    from analysis.run.samples import SampleSummary
     # the workers' cores: 2 ms per image at 500 images/s = 1.0 core
     return run(name, [tr], info, samples=SampleSummary(rows=3, children_cpu_pct=100.0, peak_rss_mib=3000.0))
 
@@ -44,23 +44,37 @@ def term(pred, name):
     return next(t for t in pred.terms if t.name == name)
 
 
-# --- bytes per strategy (seed table, via analysis.costmodel) -----------------------------------
+# --- bytes per strategy (seed table, via analysis.run.costmodel) -----------------------------------
 
 @pytest.fixture(scope="module")
 def seed():
     return seed_model()
 
 
-@pytest.mark.parametrize("strategy,devices,batch,param_gb,total_gb", [
-    ("dp", 2, 128, 1.127, 1.128), ("dp", 4, 256, 3.382, 3.384), ("dp-layerwise", 4, 256, 3.382, 4.991)])
-def test_bytes_per_step_for_the_seed_table(seed, strategy, devices, batch, param_gb, total_gb) -> None:
+# The seed table: P = 563_611_816 parameter bytes (140_902_954 float32), input 3×32×32 float32 = 12_288 B per
+# image, output 10 float32 = 40 B per image. DataParallel replicates P to and reduces P from each of the
+# N−1 other GPUs; it scatters the input and gathers the output over (N−1)/N of the batch; per-layer DP also
+# moves every layer's activations (1_606_892_544 B at N=4, batch 256: the producer's layer table, test_report_seed).
+# A100-PCIE-40GB has no NVLink: PCIe gen 4 x16 = 1.969 GB/s × 16 = 31.504 GB/s × 80 % = 25.2032 GB/s.
+@pytest.mark.parametrize("strategy,devices,batch,replicate_bytes,replicate_ms,total_bytes", [
+    # replicate = reduce = P × 1 = 563_611_816 B; 563_611_816 B / 25.2032 GB/s = 22.36271 ms
+    # total = 2 × 563_611_816 + 12_288 × 128 × 1/2 (786_432) + 40 × 128 × 1/2 (2_560) = 1_128_012_624
+    ("dp", 2, 128, 563_611_816, 22.36271, 1_128_012_624),
+    # replicate = reduce = P × 3 = 1_690_835_448 B; / 25.2032 GB/s = 67.08813 ms
+    # total = 2 × 1_690_835_448 + 12_288 × 256 × 3/4 (2_359_296) + 40 × 256 × 3/4 (7_680) = 3_384_037_872
+    ("dp", 4, 256, 1_690_835_448, 67.08813, 3_384_037_872),
+    # the same, + activations 1_606_892_544 = 4_990_930_416
+    ("dp-layerwise", 4, 256, 1_690_835_448, 67.08813, 4_990_930_416)])
+def test_bytes_per_step_for_the_seed_table(seed, strategy, devices, batch, replicate_bytes, replicate_ms,
+                                           total_bytes) -> None:
+    assert seed.parameter_bytes == 563_611_816                         # the input the figures rest on
     p = profile_of(gpu_run(model=seed))
     pred = predict(p, Target(strategy, devices, "cuda", batch, 5 * devices, 4, find_gpu("A100-PCIE-40GB")))
-    param = sum(t.ms for t in pred.terms if t.name in ("replicate", "reduce"))
-    assert round(seed.parameter_bytes * (devices - 1) * 2 / 1e9, 3) == param_gb
-    assert param > 0
-    assert round(pred.bytes_per_step / 1e9, 3) == total_gb
-    assert round(pred.bytes_per_step / 1e9, 2) == {1.128: 1.13, 3.384: 3.38, 4.991: 4.99}[total_gb]
+    assert pred.bytes_per_step == total_bytes
+    for name in ("replicate", "reduce"):
+        t = term(pred, name)
+        assert t.ms == pytest.approx(replicate_ms, rel=1e-6)
+        assert t.basis.startswith(f"{replicate_bytes / 1e6:.1f} MB (analysis.run.costmodel, layer table) at 25.2 GB/s")
 
 
 def test_ddp_bytes_and_memory_for_the_seed_table(seed) -> None:
@@ -75,11 +89,7 @@ def test_ddp_bytes_and_memory_for_the_seed_table(seed) -> None:
 
 # --- DDP: buckets overlap backward ---------------------------------------------------------------
 
-LAYERS = [Layer(name="a", type="Conv2d", parameters=1_000_000, input_shape=[1], output_shape=[1], flops=300,
-                dtype_bytes=4),
-          Layer(name="b", type="Linear", parameters=10_000_000, input_shape=[1], output_shape=[1], flops=100,
-                dtype_bytes=4)]
-
+# LAYERS (builders.runs): a (1 M parameters, 300 FLOPs) then b (10 M parameters, 100 FLOPs)
 
 def test_ddp_buckets_follow_reverse_layer_order_and_the_caps() -> None:
     assert T.ddp_buckets(LAYERS) == [(40_000_000, [1]), (4_000_000, [0])]
@@ -193,5 +203,7 @@ def test_one_cpu_starves_four_workers_five_cpus_do_not() -> None:
     # 2 GPUs DDP on 3 cores: 1 free core for 8 workers: 256 ms to load 128 images; the step waits for the excess
     ddp = predict(p, Target("ddp", 2, "cuda", 128, 3.0, 4, link_gbps=10.0))
     data = term(ddp, "data")
-    assert data.ms == pytest.approx(256.0 - (ddp.step_ms - data.ms)) and "starved" in data.basis
+    # the rest of the step: forward 20 + backward 40 + optimizer 10 + all-reduce 40 (ring 2(N−1)/N × 400 MB =
+    # 400 MB at 10 GB/s, in full: no layer table) + host 29 = 139 ms; the step waits 256 − 139 = 117 ms more
+    assert data.ms == pytest.approx(117.0) and "starved" in data.basis
     assert ddp.step_ms == pytest.approx(256.0)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from analysis.whatif.predict import Prediction
 from analysis.whatif.terms import ceil_gb
+from profiler.contract import vocab
 
 RSS_MARGIN = 1.25          # host memory: the measured peak RSS per training process + 25 %
 GPU_MEMORY_MARGIN = 1.2    # device memory: the predicted floor + 20 % (allocator, cuDNN workspaces)
@@ -55,7 +56,7 @@ def advise_one(label: str, p: Prediction, peak_rss_mib: float | None) -> Advice:
 
 def advise(preds: list[Prediction], peak_rss_mib: float | None) -> list[Advice]:
     """The cheapest (images per GPU-hour) and, when another, the fastest GPU configuration; [] without GPU ones."""
-    gpu = [p for p in preds if p.target.device_type == "cuda" and p.memory_fits is not False]
+    gpu = [p for p in preds if p.target.device_type == vocab.CUDA and p.memory_fits is not False]
     if not gpu:
         return []
     cheap = max(gpu, key=lambda p: (p.images_per_device_hour, -p.target.devices))

@@ -9,7 +9,7 @@ import statistics
 from dataclasses import dataclass
 
 from analysis.records import RunAnalysis
-from analysis.scaling import RunMetrics
+from analysis.run.scaling import RunMetrics
 from analysis.whatif.predict import Prediction, Target, predict
 from analysis.whatif.profile import WhatIfError, profile_of
 
@@ -40,7 +40,7 @@ def target_of(m: RunMetrics, cpus: float) -> Target:
 def check_runs(runs: list[RunAnalysis], metrics: list[RunMetrics]) -> tuple[list[CheckRow], list[Prediction], list[str]]:
     """(rows, the predictions behind them, notes) for each multi-device run with a traced 1-device baseline.
 
-    The baseline is the one analysis.scaling.attach_speedups chose (RunMetrics.baseline)."""
+    The baseline is the one analysis.run.scaling.attach_speedups chose (RunMetrics.baseline)."""
     by_name = {m.name: (r, m) for r, m in zip(runs, metrics)}
     rows: list[CheckRow] = []
     preds: list[Prediction] = []

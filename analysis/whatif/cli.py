@@ -12,19 +12,20 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from analysis.runs import InputError, analyse_runs, discover_runs
-from analysis.scaling import attach_speedups, run_metrics
+from analysis.trace.errors import InputError
+from analysis.run.analyse import analyse_runs
+from analysis.run.discover import require_runs
+from analysis.run.scaling import attach_speedups, run_metrics
 from analysis.whatif import wording
 from analysis.whatif.advice import advise
+from analysis.whatif.ask import Ask, predictions
 from analysis.whatif.check import check_runs
-from analysis.whatif.gpus import GpuSpec, find_gpu, names
-from analysis.whatif.predict import Prediction, Target, predict
-from analysis.whatif.profile import Profile, WhatIfError, profile_of
+from analysis.whatif.gpus import find_gpu, names
+from analysis.whatif.profile import WhatIfError
 from profiler.contract import vocab
 from profiler.contract.runjson import encode_json
 
 PROG = "python -m analysis.whatif"
-CUDA_ONLY = vocab.DP_STRATEGIES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
                     "for single, dp, dp-layerwise and ddp at N devices, from one profiled run (run.json + trace). Every "
                     "prediction is a sum of terms with its basis: compute and optimizer as measured (scaled by the "
                     "per-device batch and, on a CPU, by the threads a process gets, from run.json's calibration when "
-                    "it has one), the bytes each strategy moves (analysis.costmodel) at a measured or stated link "
+                    "it has one), the bytes each strategy moves (analysis.run.costmodel) at a measured or stated link "
                     "bandwidth, DDP's bucket overlap with backward, and data loading from the DataLoader's measured "
                     "CPU cost. A GPU predicted from a CPU profile (--gpu) is labelled analytic (FLOPs and bytes "
                     "against the datasheet). Measured multi-device runs among RUN are predicted from the 1-device run "
@@ -104,43 +105,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _default_strategies(device_type: str, n: int) -> list[str]:
-    if n == 1:
-        return [vocab.SINGLE]
-    return [vocab.DDP] if device_type == "cpu" else [vocab.DP, vocab.DP_LAYERWISE, vocab.DDP]
-
-
-def targets(prof: Profile, args: argparse.Namespace, gpu: GpuSpec | None) -> list[Target]:
-    """Every configuration asked for, checked; WhatIfError (one line) for one that does not apply."""
-    device_type = args.device_type or ("cuda" if gpu is not None else prof.device_type)
-    if device_type == "cpu" and gpu is not None:
-        raise WhatIfError("--gpu with --device-type cpu: a GPU is only used for cuda predictions")
-    workers = prof.workers if args.workers is None else args.workers
-    if workers < 0:
-        raise WhatIfError("--workers must be 0 or more")
-    out: list[Target] = []
-    for n in args.devices:
-        for s in args.strategy or _default_strategies(device_type, n):
-            if s in CUDA_ONLY and device_type == "cpu":
-                raise WhatIfError(f"--strategy {s} does not apply on a CPU (DataParallel needs CUDA devices)")
-            if (s == vocab.SINGLE and n > 1) or (s in CUDA_ONLY and n == 1):
-                continue           # a list of strategies × devices: the pairs that exist
-            if s == vocab.DDP and n == 1 and vocab.SINGLE in (args.strategy or ()):
-                continue           # one rank of DDP is the single run, shown once
-            gb = args.global_batch or (args.batch_per_device or prof.per_device_batch) * n
-            if gb % n:
-                raise WhatIfError(f"--global-batch {gb} does not split evenly over {n} devices")
-            procs = n if s == vocab.DDP else 1
-            if args.cpus is not None:
-                cpus = args.cpus
-            elif device_type == prof.device_type:
-                cpus = prof.cpus
-            else:
-                cpus = float(procs * (workers + 1)) if s == vocab.DDP else float(n * (workers + 1))
-            out.append(Target(s, n, device_type, gb, cpus, workers, gpu, args.link_gbps))
-    if not out:
-        raise WhatIfError("no configuration to predict (single runs on 1 device; dp and dp-layerwise need 2 or more)")
-    return out
+def ask_of(args: argparse.Namespace) -> Ask:
+    return Ask(strategies=tuple(args.strategy) if args.strategy else None, devices=tuple(args.devices),
+               device_type=args.device_type, global_batch=args.global_batch, batch_per_device=args.batch_per_device,
+               link_gbps=args.link_gbps, cpus=args.cpus, workers=args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,25 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             gpu = find_gpu(args.gpu)
             if gpu is None:
                 raise WhatIfError(f"unknown GPU {args.gpu!r} (known: {', '.join(names())})")
-        run_dirs = discover_runs(args.runs)
-        if not run_dirs:
-            raise InputError("no run folders (run.json or *.pt.trace.json[.gz]) found under "
-                             + ", ".join(str(p) for p in args.runs))
-        runs = analyse_runs(run_dirs, progress=False)
+        runs = analyse_runs(require_runs(args.runs), progress=False)
         metrics = [run_metrics(r) for r in runs]
         attach_speedups(metrics)
-        profiles: list[Profile] = []
-        problems: list[str] = []
-        for r, m in zip(runs, metrics):
-            try:
-                profiles.append(profile_of(r, m))
-            except WhatIfError as exc:
-                problems.append(str(exc) + (f" ({r.errors[0]})" if r.errors else ""))
-        if not profiles:
-            raise WhatIfError(problems[0] if problems else "no run to predict from")
-        inputs = [p for p in profiles if p.devices == 1] or profiles
-        results: list[tuple[Profile, list[Prediction]]] = [(p, [predict(p, t) for t in targets(p, args, gpu)])
-                                                           for p in inputs]
+        results, inputs, problems = predictions(runs, metrics, ask_of(args), gpu)
     except (InputError, WhatIfError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

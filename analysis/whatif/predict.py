@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analysis.costmodel import strategy_traffic
+from analysis.run.costmodel import strategy_traffic
 from analysis.whatif import terms as T
 from analysis.whatif.gpus import DEFAULT_GPU, GpuSpec, find_gpu
 from analysis.whatif.link import choose_link, host_link
 from analysis.whatif.profile import Profile, WhatIfError
 from profiler.contract import vocab
-from profiler.contract.runjson import Calibration
+from profiler.contract.runjson import Calibration, ModelInfo, ThreadScaling
 
 COMPUTE_EFFICIENCY = 0.4        # share of the datasheet FLOP peak a small-image convnet reaches (stated)
 MEMORY_EFFICIENCY = 0.7         # share of the datasheet memory bandwidth Adam's passes reach (stated)
@@ -113,37 +113,86 @@ def _flops(p: Profile) -> int:
 
 def target_gpu(p: Profile, t: Target) -> tuple[GpuSpec | None, list[str]]:
     """The card the target runs on: --gpu, else the input run's own (when the table knows it), else the default."""
-    if t.device_type != "cuda":
+    if t.device_type != vocab.CUDA:
         return None, []
     if t.gpu is not None:
         return t.gpu, []
     own = find_gpu(p.gpu_name)
-    if p.device_type == "cuda":
+    if p.device_type == vocab.CUDA:
         return own, ([] if own or not p.gpu_name else [f"{p.gpu_name} is not in the GPU table: memory fit not checked"])
     spec = find_gpu(DEFAULT_GPU)
     return spec, [f"--gpu not given: predicted for {DEFAULT_GPU} (the default)"]
 
 
+@dataclass
+class _Context:
+    """What every term of one prediction needs: derived once from the profile and the target."""
+
+    spec: GpuSpec | None
+    notes: list[str]
+    analytic: bool                   # a GPU predicted from a CPU profile, or a datasheet figure used
+    own: GpuSpec | None
+    same_cards: bool
+    procs: int
+    b: int
+    n: int
+    threads: int
+    loss_images: int
+    calib: Calibration | None
+    curve: ThreadScaling | None
+    model: ModelInfo | None
+    pbytes: int | None
+
+    @classmethod
+    def of(cls, p: Profile, t: Target) -> _Context:
+        spec, notes = target_gpu(p, t)
+        own = find_gpu(p.gpu_name) if p.device_type == vocab.CUDA else None
+        b = t.per_device_batch
+        calib = p.calibration
+        model = p.model
+        return cls(spec=spec, notes=notes, analytic=p.device_type == vocab.CPU and t.device_type == vocab.CUDA, own=own,
+                   same_cards=p.device_type == vocab.CUDA and (t.gpu is None or own == t.gpu), procs=t.processes, b=b,
+                   n=t.devices, threads=T.threads_per_process(t.cpus, t.processes) if t.device_type == vocab.CPU else 1,
+                   loss_images=t.global_batch if t.strategy in vocab.DP_STRATEGIES else b, calib=calib,
+                   curve=calib.thread_scaling if calib is not None else None, model=model,
+                   pbytes=model.parameter_bytes if model is not None else None)
+
+
 def predict(p: Profile, t: Target) -> Prediction:
     """The step of configuration t, scaled from the input profile p, term by term."""
-    if p.device_type == "cuda" and t.device_type == "cpu":
+    if p.device_type == vocab.CUDA and t.device_type == vocab.CPU:
         raise WhatIfError(f"{p.run_dir}: predicting a CPU run from a GPU profile is not modelled")
-    spec, notes = target_gpu(p, t)
-    analytic = p.device_type == "cpu" and t.device_type == "cuda"
-    own = find_gpu(p.gpu_name) if p.device_type == "cuda" else None
-    same_cards = p.device_type == "cuda" and (t.gpu is None or own == t.gpu)
-    procs, b, n = t.processes, t.per_device_batch, t.devices
-    threads = T.threads_per_process(t.cpus, procs) if t.device_type == "cpu" else 1
-    loss_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
+    c = _Context.of(p, t)
+    spec, notes, pbytes, threads, n = c.spec, c.notes, c.pbytes, c.threads, c.n
     out: list[Term] = []
-    ranks_measured = False           # CPU DDP terms taken from the calibrated ranks (all-reduce included)
-    calib = p.calibration
-    curve = calib.thread_scaling if calib is not None else None
-    model = p.model
-    pbytes = model.parameter_bytes if model is not None else None
+    ranks_measured = _compute_terms(p, t, c, out)
+    nbytes = _communication_terms(p, t, c, out, ranks_measured)
+    _copy_terms(p, t, c, out)
 
-    # --- compute and optimizer
-    if analytic:
+    # --- data loading: the loader's CPU against the cores its workers get
+    rest = sum(x.ms for x in out)
+    out.append(_data_term(p, t, threads, rest, not c.analytic and p.device_type == t.device_type))
+
+    step = sum(x.ms for x in out)
+    ips = t.global_batch / (step / 1e3)
+    mem, fits = _memory(p, t, c)
+    if not pbytes:
+        notes.append("no parameter_bytes in run.json: memory per device and communication not predicted")
+    loader = p.loader_ms_per_image
+    return Prediction(
+        input_run=p.name, target=t, terms=out, step_ms=step, images_per_s=ips, speedup=ips / p.images_per_s,
+        images_per_device_hour=ips * 3600 / n, bytes_per_step=nbytes, memory_per_device=mem, memory_fits=fits,
+        gpu=spec.name if spec is not None else None, analytic=c.analytic,
+        assumed=any(ASSUMED in x.basis for x in out), notes=notes,
+        loader_cores_needed=T.loader_cores_needed(loader, ips) if loader is not None else None)
+
+
+def _compute_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> bool:
+    """Forward, backward, loss and optimizer; True when CPU DDP's terms came from the calibrated ranks
+    (the all-reduce included)."""
+    spec, model, pbytes, notes, procs, threads, calib, curve, own, b = (
+        c.spec, c.model, c.pbytes, c.notes, c.procs, c.threads, c.calib, c.curve, c.own, c.b)
+    if c.analytic:
         assert spec is not None
         f = _flops(p)
         peak = spec.fp16_tflops if p.amp else spec.fp32_tflops
@@ -160,13 +209,13 @@ def predict(p: Profile, t: Target) -> Prediction:
                         T.transfer_ms(T.adam_bytes(params), spec.memory_gbps * MEMORY_EFFICIENCY),
                         f"{ANALYTIC}: Adam moves {T.ADAM_BYTES_PER_PARAMETER} bytes × {params / 1e6:.1f} M parameters "
                         f"÷ ({spec.memory_gbps:g} GB/s datasheet × {MEMORY_EFFICIENCY:.0%}, stated); not divided by N"))
-    elif (t.device_type == "cpu" and t.strategy == vocab.DDP and procs > 1 and calib is not None
+    elif (t.device_type == vocab.CPU and t.strategy == vocab.DDP and procs > 1 and calib is not None
             and calib.alone_step is not None and calib.alone_step.threads == p.threads
             and T.contention_applies(calib.ddp_step, procs, threads, t.cpus == p.cpus)):
         _ranks_terms(p, t, calib, pbytes, out, notes)
-        ranks_measured = True
+        return True
     else:
-        if t.device_type == "cpu":
+        if t.device_type == vocab.CPU:
             cf = T.thread_factor(curve, False, p.threads, threads)
             mf = T.thread_factor(curve, True, p.threads, threads)
             c_basis, m_basis = (_factor_basis(cf, p, threads, procs, "compute"),
@@ -177,13 +226,13 @@ def predict(p: Profile, t: Target) -> Prediction:
             m_factor = own.memory_gbps / spec.memory_gbps
             c_basis = f"× {c_factor:.2f}: {own.name} → {spec.name} datasheet FLOP peak ({ANALYTIC})"
             m_basis = f"× {m_factor:.2f}: {own.name} → {spec.name} datasheet memory bandwidth ({ANALYTIC})"
-            analytic = True
+            c.analytic = True
         else:
             c_factor = m_factor = 1.0
             c_basis, m_basis = "same device", "same device"
         for name, ms, images_from, images_to in (("forward", p.forward_ms, p.per_device_batch, b),
                                                  ("backward", p.backward_ms, p.per_device_batch, b),
-                                                 ("loss", p.loss_ms, p.loss_images, loss_images)):
+                                                 ("loss", p.loss_ms, p.loss_images, c.loss_images)):
             out.append(Term(name, vocab.COMPUTE, _scaled(ms, images_from, images_to, c_factor),
                             f"{ms:.1f} ms measured in {p.name} for {images_from} images, × {images_to}/{images_from} "
                             f"images; {c_basis}"))
@@ -191,15 +240,20 @@ def predict(p: Profile, t: Target) -> Prediction:
                         f"{p.optimizer_ms:.1f} ms measured in {p.name}, not divided by N ("
                         + ("every rank updates every parameter" if t.strategy == vocab.DDP else "one optimizer")
                         + f"); {m_basis}"))
-    backward_ms = next(x.ms for x in out if x.name == "backward")
+    return False
 
-    # --- communication
+
+def _communication_terms(p: Profile, t: Target, c: _Context, out: list[Term], ranks_measured: bool) -> int:
+    """What the strategy moves between devices per step, at the link it gets; returns the bytes per step."""
+    spec, model, pbytes, notes, procs, threads, n, same_cards = (
+        c.spec, c.model, c.pbytes, c.notes, c.procs, c.threads, c.n, c.same_cards)
+    backward_ms = next(x.ms for x in out if x.name == "backward")
     items, missing = strategy_traffic(t.strategy, n, t.global_batch, model, p.amp)
     notes += missing
     nbytes = sum(i.bytes for i in items)
     if n > 1 and t.strategy == vocab.DDP and pbytes and not ranks_measured:
         ring = T.ring_allreduce_bytes(pbytes, n)
-        if t.device_type == "cpu":
+        if t.device_type == vocab.CPU:
             ar = p.calibration.allreduce if p.calibration is not None else None
             if ar is not None and ar.bytes > 0:
                 ar_ms = T.rate_scaled_ms(ar.ms, ar.bytes, ar.processes, pbytes, n)
@@ -216,8 +270,8 @@ def predict(p: Profile, t: Target) -> Prediction:
                 raise WhatIfError(f"{p.run_dir}: no link bandwidth for the all-reduce: pass --link-gbps or --gpu")
             ar_ms = T.transfer_ms(ring, link.gbps)
             ar_basis = f"ring 2(N−1)/N × {pbytes / 1e6:.1f} MB = {ring / 1e6:.1f} MB at {link.basis}"
-            analytic = analytic or link.source == "datasheet"
-        if t.device_type == "cpu" and procs * threads >= t.cpus:
+            c.analytic = c.analytic or link.source == "datasheet"
+        if t.device_type == vocab.CPU and procs * threads >= t.cpus:
             exposed = ar_ms
             ov = (f"adds in full: {procs} processes × {threads} thread(s) fill the {t.cpus:g} cores, so gloo's own CPU "
                   "work competes with backward and overlap buys little")
@@ -234,10 +288,10 @@ def predict(p: Profile, t: Target) -> Prediction:
         link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards)
         if link is None:
             raise WhatIfError(f"{p.run_dir}: no link bandwidth for DataParallel's copies: pass --link-gbps or --gpu")
-        analytic = analytic or link.source == "datasheet"
+        c.analytic = c.analytic or link.source == "datasheet"
         for item in items:
             out.append(Term(item.kind.replace("_", " "), vocab.COMMUNICATION, T.transfer_ms(item.bytes, link.gbps),
-                            f"{item.bytes / 1e6:.1f} MB (analysis.costmodel, layer table) at {link.basis}"))
+                            f"{item.bytes / 1e6:.1f} MB (analysis.run.costmodel, layer table) at {link.basis}"))
         if model is not None and model.layers:
             last = model.layers[-1]
             g = last.output_elements * last.dtype_bytes * t.global_batch * (n - 1) // n
@@ -249,17 +303,21 @@ def predict(p: Profile, t: Target) -> Prediction:
             out.append(Term("replica threads", vocab.HOST_OVERHEAD, calls * n * DP_CALL_MS_PER_REPLICA,
                             f"{calls} DataParallel call(s) × {n} replicas × {DP_CALL_MS_PER_REPLICA} ms ({ASSUMED}: "
                             "thread start, scatter/gather glue; no DataParallel run measured)"))
+    return nbytes
 
-    # --- host → device and the rest of the step
-    if t.device_type == "cuda":
+
+def _copy_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> None:
+    """The input batch's host → device copy, and the rest of the measured step kept per step."""
+    spec, model, b = c.spec, c.model, c.b
+    if t.device_type == vocab.CUDA:
         h2d_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
-        if p.device_type == "cuda" and same_cards:
+        if p.device_type == vocab.CUDA and c.same_cards:
             src_images = p.global_batch if p.strategy in vocab.DP_STRATEGIES else p.per_device_batch
             out.append(Term("input copy", vocab.H2D_COPY, _scaled(p.h2d_ms, src_images, h2d_images),
                             f"ss:h2d {p.h2d_ms:.1f} ms measured in {p.name} for {src_images} images × "
                             f"{h2d_images}/{src_images}"))
         elif model is not None and model.layers:
-            hl = host_link(p.gpus, spec, p.bandwidths, p.name, same_cards)
+            hl = host_link(p.gpus, spec, p.bandwidths, p.name, c.same_cards)
             first = model.layers[0]
             ib = first.input_elements * first.dtype_bytes * h2d_images
             if hl is not None and hl.gbps > 0:
@@ -268,12 +326,10 @@ def predict(p: Profile, t: Target) -> Prediction:
     out.append(Term("host", vocab.HOST_OVERHEAD, p.host_ms,
                     f"the rest of {p.name}'s step outside the phases, {p.host_ms:.1f} ms measured, kept per step"))
 
-    # --- data loading: the loader's CPU against the cores its workers get
-    rest = sum(x.ms for x in out)
-    out.append(_data_term(p, t, threads, rest, not analytic and p.device_type == t.device_type))
 
-    step = sum(x.ms for x in out)
-    ips = t.global_batch / (step / 1e3)
+def _memory(p: Profile, t: Target, c: _Context) -> tuple[dict[str, int], bool | None]:
+    """Bytes per device by part, and whether they fit the target card (None: no card or no parameters)."""
+    spec, model, pbytes, notes, n, b = c.spec, c.model, c.pbytes, c.notes, c.n, c.b
     mem = T.memory_parts(pbytes or 0, model.layers if model else None, b, True, t.strategy == vocab.DDP and n > 1,
                          p.amp)
     if t.strategy in vocab.DP_STRATEGIES and n > 1 and model is not None and model.layers:
@@ -283,15 +339,7 @@ def predict(p: Profile, t: Target) -> Prediction:
     if fits is False:
         notes.append(f"needs {sum(mem.values()) / 1e9:.1f} GB per device: does not fit in {spec.name}'s "
                      f"{spec.memory_gb:g} GB")
-    if not pbytes:
-        notes.append("no parameter_bytes in run.json: memory per device and communication not predicted")
-    loader = p.loader_ms_per_image
-    return Prediction(
-        input_run=p.name, target=t, terms=out, step_ms=step, images_per_s=ips, speedup=ips / p.images_per_s,
-        images_per_device_hour=ips * 3600 / n, bytes_per_step=nbytes, memory_per_device=mem, memory_fits=fits,
-        gpu=spec.name if spec is not None else None, analytic=analytic,
-        assumed=any(ASSUMED in x.basis for x in out), notes=notes,
-        loader_cores_needed=T.loader_cores_needed(loader, ips) if loader is not None else None)
+    return mem, fits
 
 
 def _ranks_terms(p: Profile, t: Target, calib: Calibration, pbytes: int | None, out: list[Term],
@@ -340,7 +388,7 @@ def _data_term(p: Profile, t: Target, threads: int, rest_ms: float, measured_com
     Loading that shared the input run's cores is already inside its measured phases; only what
     the target's cores change is added (measured_compute: the compute terms were scaled from it)."""
     def busy(device_type: str, processes: int, th: int) -> float:
-        return float(processes * (th if device_type == "cpu" else 1))
+        return float(processes * (th if device_type == vocab.CPU else 1))
 
     per_process = t.per_device_batch if t.strategy == vocab.DDP else t.global_batch
     base_per_process = p.per_device_batch if p.strategy == vocab.DDP else p.global_batch
@@ -360,7 +408,7 @@ def _data_term(p: Profile, t: Target, threads: int, rest_ms: float, measured_com
     load_ms = cost * t.global_batch / cores.cores
     where = {"free": f"{cores.cores:g} free core(s) for {t.processes * t.workers} worker(s): runs beside the step",
              "shared": f"no free core ({t.cpus:g} CPUs, {t.processes} process(es)"
-                       + (f" × {threads} threads" if t.device_type == "cpu" else "")
+                       + (f" × {threads} threads" if t.device_type == vocab.CPU else "")
                        + f"): the {t.workers} worker(s) share the step's cores, so loading adds in full",
              "main": "workers=0: the training process loads, in series with the step"}[cores.why]
     starve = (f"starved: {load_ms:.1f} ms to load a batch vs {rest_ms:.1f} ms of step" if cores.overlapped and wait > 0

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analysis.costmodel import link_bandwidths
+from analysis.run.costmodel import link_bandwidths
 from analysis.records import RunAnalysis
-from analysis.scaling import RunMetrics, run_metrics
+from analysis.run.scaling import RunMetrics, run_metrics
 from analysis.whatif.terms import threads_per_process
 from profiler.contract import vocab
 from profiler.contract.runjson import Calibration, GpuInfo, ModelInfo
@@ -68,7 +68,7 @@ class Profile:
 
 
 def _threads(m: RunMetrics, cpus: float) -> tuple[int, str]:
-    if m.device_type != "cpu":
+    if m.device_type != vocab.CPU:
         return 1, "one host thread per process (CUDA)"
     if m.omp_num_threads:
         return m.omp_num_threads, f"OMP_NUM_THREADS={m.omp_num_threads} in {m.name}"

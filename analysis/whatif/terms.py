@@ -1,6 +1,6 @@
 """The what-if's terms as pure functions of figures: no run folders, no wording.
 
-Each function is one rule of the model (DESIGN.md "What-if") so a test can pin it with fixed
+Each function is one rule of the model (docs/design.md "The what-if terms") so a test can pin it with fixed
 numbers and predict.py only decides which measured or stated figure goes in. Times are ms,
 sizes bytes, bandwidths GB/s (1e9 B/s).
 """
@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from profiler.contract.allreduce import ring_allreduce_bytes  # noqa: F401  (a term of the model)
 from profiler.contract.runjson import Layer, StepTimes, ThreadScaling
 
 MIB = 1024 * 1024
@@ -181,10 +182,6 @@ def ddp_schedule(layers: Sequence[Layer], backward_ms: float, allreduce_ms: floa
 def exposed_after_backward(schedule: Sequence[Bucket], backward_ms: float) -> float:
     """What of the all-reduce is left when backward ends: the step waits for it before the optimizer."""
     return max(0.0, schedule[-1].end_ms - backward_ms) if schedule else 0.0
-
-
-def ring_allreduce_bytes(gradient_bytes: int, processes: int) -> int:
-    return 2 * gradient_bytes * (processes - 1) // processes if processes > 1 else 0
 
 
 def rate_scaled_ms(ms: float, measured_bytes: int, measured_processes: int, gradient_bytes: int,

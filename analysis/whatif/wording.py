@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.render import text_table
+from analysis.text.tables import text_table
 from analysis.whatif.advice import Advice
 from analysis.whatif.check import CheckRow, error_summary
 from analysis.whatif.predict import Prediction
@@ -26,7 +26,7 @@ CHECK_FOOT = ("predicted: python -m analysis.whatif from the 1-device run, term 
 
 def config_label(p: Prediction) -> str:
     t = p.target
-    unit = p.gpu or "gpu" if t.device_type == "cuda" else "cpu"
+    unit = p.gpu or "gpu" if t.device_type == vocab.CUDA else vocab.CPU
     return f"{t.strategy} × {t.devices} {unit}, batch {t.global_batch}"
 
 
@@ -38,7 +38,7 @@ def flags(p: Prediction) -> str:
 
 def prediction_row(p: Prediction) -> list[str]:
     t, parts = p.target, p.parts_ms
-    unit = "gpu" if t.device_type == "cuda" else "cpu"
+    unit = "gpu" if t.device_type == vocab.CUDA else vocab.CPU
     return [t.strategy, f"{t.devices} {unit}", str(t.global_batch), str(t.per_device_batch), f"{p.step_ms:.1f}",
             f"{p.images_per_s:.1f}", f"{p.speedup:.2f}×", f"{p.images_per_device_hour:,.0f}",
             *[f"{parts[c]:.1f}" for c in SHORT], f"{p.bytes_per_step / 1e9:.3f}", f"{p.memory_bytes / 1e9:.2f}",
@@ -46,7 +46,7 @@ def prediction_row(p: Prediction) -> list[str]:
 
 
 def check_row(r: CheckRow) -> list[str]:
-    unit = "gpu" if r.device_type == "cuda" else "cpu"
+    unit = "gpu" if r.device_type == vocab.CUDA else vocab.CPU
     return [r.run, r.strategy, f"{r.devices} {unit}", str(r.global_batch), r.predicted_from, f"{r.predicted_ms:.1f}",
             f"{r.measured_ms:.1f}", f"{r.error * 100:+.1f} %"]
 
@@ -60,7 +60,7 @@ def check_summary(rows: Sequence[CheckRow]) -> str:
 
 
 def profile_line(p: Profile) -> str:
-    unit = "gpu" if p.device_type == "cuda" else "cpu"
+    unit = "gpu" if p.device_type == vocab.CUDA else vocab.CPU
     return (f"What if, from {p.name} ({p.strategy}, {p.devices} {unit}, batch {p.global_batch}"
             + (f", {p.gpu_name}" if p.gpu_name else "") + f", {p.threads} thread(s) per process, {p.cpus:g} CPUs, "
             f"{p.workers} worker(s)): measured step {p.step_ms:.1f} ms, {p.images_per_s:.1f} images/s")

@@ -6,13 +6,13 @@ samples the host and the whole process tree, runs COMMAND in its own process gro
 SIGTERM/SIGINT/SIGHUP to all of it (as SIGTERM, which every attached process turns into a flushed
 trace), stops it after `--steps` / `--duration`, leaves nothing of it running, and exits with
 COMMAND's exit code (0 when it stopped it on purpose). It never imports torch: the training
-processes report what they saw (profiler.attach.report).
+processes report what they saw (profiler.attach.report). The options are `args`'s, the run folder's
+making, reserve, final write and rename are `runfolder`'s.
 """
 from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import shutil
 import signal
@@ -21,15 +21,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from .. import nvml
 from . import command as cmdline
-from . import group
-from .report import (ENV, AttachSettings, ProcessReport, all_stopped, as_config, merge, read_reports,
-                     steps_needed, untrained_traces)
+from . import group, runfolder
+from .args import UsageError, build_parser, checked_command
+from .report import ENV, AttachSettings, ProcessReport, all_stopped, as_config, merge, read_reports, untrained_traces
 from ..contract import vocab
 from ..contract.runfiles import clear_run_files, is_run_folder
 from ..contract.runjson import ConfigInfo, ModelInfo, ProfilerSchedule
@@ -43,96 +42,6 @@ BOOT_DIR = Path(__file__).resolve().parent / "boot"
 GRACE_S = 120.0       # after a signal or a stop, how long the tree gets to flush before SIGKILL
 LEFTOVER_GRACE_S = 10.0   # the group's processes still running after its leader exited
 POLL_S = 0.25
-
-EPILOG = """\
-examples:
-  python -m profiler.attach -- python train.py --epochs 1
-  python -m profiler.attach --steps 20 -- python train.py --epochs 10     # profile, then stop it
-  python -m profiler.attach -- python ddp_spawn.py      # ranks from torch.multiprocessing.spawn
-  python -m profiler.attach -- torchrun --nproc-per-node 2 train_ddp.py
-  python -m profiler.attach --name seed-dp -- bash run.sh
-  python -m analysis.report traces/train-1cpu       # the attached run, explained
-
-Every Python process of COMMAND that trains is profiled -- it initialises a process group, builds an
-optimizer or steps one -- however it was started: directly, behind a shell script, by torchrun, by
-torch.multiprocessing.spawn / start_processes or multiprocessing.Process. DataLoader workers and
-torchrun's agent are not. The schedule advances on each optimizer step; the steps before the first one
-count as the first `wait` step. Only scalescope's boot folder goes on PYTHONPATH: your own `models`,
-`profiler` or `analysis` modules are the ones your script imports. The folder is <out>/<name>, renamed
-<name>-<N><gpu|cpu> at the end when the processes showed how many devices of which kind they trained
-on (not with --name). COMMAND runs in its own process group: a signal to attach reaches all of it, and
-nothing of it outlives attach.
-"""
-
-
-class UsageError(Exception):
-    """Bad input: one line, exit 2, nothing written."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:    # one line, not argparse's usage block
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def _count(name: str, least: int = 0) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {least}, got {value}")
-        return value
-    return parse
-
-
-def _seconds(name: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"{name} must be finite and positive, got {text!r}")
-        return value
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m profiler.attach", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Profile an unchanged training script into a scalescope run folder.")
-    p.add_argument("--out", default="traces", help="parent folder of the run folder (default: traces)")
-    p.add_argument("--name", default=None, help="run folder name (default: the script's name, with -<N><gpu|cpu>)")
-    p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing run folder")
-    p.add_argument("--wait", type=_count("wait"), default=1, help="optimizer steps skipped (default 1: the first)")
-    p.add_argument("--warmup", type=_count("warmup"), default=1, help="steps profiled but not kept (default 1)")
-    p.add_argument("--active", type=_count("active", 1), default=3, help="steps recorded (default 3)")
-    p.add_argument("--repeat", type=_count("repeat"), default=1, help="cycles of wait+warmup+active (0: forever)")
-    p.add_argument("--steps", type=_count("steps", 1), default=None, metavar="N",
-                   help="stop COMMAND after N optimizer steps in every rank (at least wait+warmup+active); "
-                        "the run is complete and attach exits 0 (default: run COMMAND to its end)")
-    p.add_argument("--duration", type=_seconds("--duration"), default=None, metavar="S",
-                   help="stop COMMAND once S seconds have passed since its first optimizer step and the "
-                        "profiled steps are recorded, like nsys profile --duration")
-    p.add_argument("--sample-period", type=_seconds("--sample-period"), default=0.1,
-                   help="seconds between host/NVML samples (default 0.1)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-    return p
-
-
-def _command(args: argparse.Namespace) -> list[str]:
-    cmd = list(args.command)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if not cmd:
-        raise UsageError("no command: python -m profiler.attach [options] -- COMMAND [ARGS...]")
-    needed = steps_needed(args.wait, args.warmup, args.active, args.repeat)
-    if args.steps is not None and args.steps < needed:
-        raise UsageError(f"--steps {args.steps} stops before the profiled steps are recorded: it must be at least "
-                         f"wait + warmup + active{' x repeat' if args.repeat > 1 else ''} = {needed}")
-    if cmdline.resolve_executable(cmd[0]) is None:
-        raise UsageError(f"command not found: {cmd[0]}")
-    return cmd
 
 
 def visible_gpus(environ: dict[str, str] | os._Environ[str]) -> int:
@@ -159,42 +68,14 @@ def child_env(settings: AttachSettings, environ: dict[str, str] | os._Environ[st
     return env
 
 
-def _final_name(name: str, config: dict[str, object]) -> str:
-    devices, kind = config.get("devices"), config.get("device_type")
-    if isinstance(devices, int) and kind in ("cuda", "cpu"):
-        return f"{name}-{devices}{'gpu' if kind == 'cuda' else 'cpu'}"
-    return name
-
-
-def _check_out(out: Path, run_dir: Path) -> None:
-    for path in (out, run_dir):
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"{path} is not a folder" + (" (--out names a file)" if path == out else ""))
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
-
-
-def _made_folders(run_dir: Path) -> list[Path]:
-    """The folders mkdir(parents=True) will create, deepest first (removed again on a failed start)."""
-    made = []
-    path = run_dir
-    while not path.exists() and path != path.parent:
-        made.append(path)
-        path = path.parent
-    return made
-
-
 def run(args: argparse.Namespace, cmd: list[str], signals: group.Signals) -> int:
     name = args.name or cmdline.script_name(cmd)
     out = Path(args.out).expanduser()
     run_dir = out / name
-    _check_out(out, run_dir)
+    runfolder.check_out(out, run_dir)
     if is_run_folder(run_dir) and not args.overwrite:
         raise UsageError(f"{run_dir} already holds a run; pass --overwrite to replace it, or --name")
-    made = _made_folders(run_dir)
+    made = runfolder.made_folders(run_dir)
     state_dir = Path(tempfile.mkdtemp(prefix="scalescope-attach-"))
     settings = AttachSettings(run_dir=str(run_dir.resolve()), state_dir=str(state_dir), wait=args.wait,
                               warmup=args.warmup, active=args.active, repeat=args.repeat,
@@ -214,31 +95,16 @@ def run(args: argparse.Namespace, cmd: list[str], signals: group.Signals) -> int
                 if left:
                     notes.append(f"--overwrite kept files this run did not write: {', '.join(left[:10])}")
             record.start(collect_environment(n_gpus, None, with_torch=False), ModelInfo())
-            _reserve(run_dir)
+            runfolder.reserve(run_dir)
             sampler.start()
         except OSError as exc:
             sampler.stop()
-            _undo_start(run_dir, made)
+            runfolder.undo_start(run_dir, made)
             raise UsageError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
         return _run_command(args, cmd, signals, settings, record, sampler, notes, out, name)
     finally:
-        _release(record.run_dir)
+        runfolder.release(record.run_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def _undo_start(run_dir: Path, made: list[Path]) -> None:
-    """A start that failed leaves nothing: our run.json (and its temp files), the folders we made."""
-    for pattern in (vocab.RUN_JSON, vocab.SAMPLES_CSV, f".{vocab.RUN_JSON}.*.tmp", RESERVE):
-        for f in run_dir.glob(pattern):
-            try:
-                f.unlink()
-            except OSError:
-                pass
-    for folder in made:
-        try:
-            folder.rmdir()
-        except OSError:
-            break
 
 
 def _run_command(args: argparse.Namespace, cmd: list[str], signals: group.Signals, settings: AttachSettings,
@@ -248,7 +114,7 @@ def _run_command(args: argparse.Namespace, cmd: list[str], signals: group.Signal
     if signals.signum:                   # a Ctrl-C during attach's own start-up: the command never starts
         sampler.stop()
         why = signal.Signals(signals.signum).name
-        _finish(record, vocab.STATUS_INTERRUPTED, f"stopped by {why} before the command started", None, notes)
+        runfolder.finish(record, vocab.STATUS_INTERRUPTED, f"stopped by {why} before the command started", None, notes)
         print(f"run interrupted before the command started: {run_dir}", file=sys.stderr)
         return 128 + signals.signum
     watchdog = group.Watchdog().start()
@@ -258,7 +124,7 @@ def _run_command(args: argparse.Namespace, cmd: list[str], signals: group.Signal
     except OSError as exc:               # found but not runnable (permissions, bad interpreter line)
         watchdog.done()
         sampler.stop()
-        _finish(record, vocab.STATUS_FAILED, f"could not start {cmd[0]}: {exc.strerror or exc}", None, notes)
+        runfolder.finish(record, vocab.STATUS_FAILED, f"could not start {cmd[0]}: {exc.strerror or exc}", None, notes)
         print(f"error: could not start {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     pgid = child.pid
@@ -274,7 +140,7 @@ def _run_command(args: argparse.Namespace, cmd: list[str], signals: group.Signal
         group.end_group(pgid, LEFTOVER_GRACE_S)
         watchdog.done()
         sampler.stop()
-        _finish(record, vocab.STATUS_FAILED, f"attach failed: {type(exc).__name__}: {exc}", None, notes)
+        runfolder.finish(record, vocab.STATUS_FAILED, f"attach failed: {type(exc).__name__}: {exc}", None, notes)
         raise
     wall = time.perf_counter() - t0
     signalled = bool(signals.signum or stopped)
@@ -306,80 +172,13 @@ def _run_command(args: argparse.Namespace, cmd: list[str], signals: group.Signal
     full = _disk_full(reports, sampler.notes)
     if full is not None:
         status, message = vocab.STATUS_FAILED, full
-    if not _finish(record, status, message, merged.results, notes):
+    if not runfolder.finish(record, status, message, merged.results, notes):
         return rc
-    _release(run_dir)
-    final = _rename(record, args, out, name, merged.config)
+    runfolder.release(run_dir)
+    final = runfolder.rename(record, args, out, name, merged.config)
     print(f"run {status}: {final} ({len(traces)} trace{'s' if len(traces) != 1 else ''})"
           + (f" -- {message}" if stopped else ""), file=sys.stderr)
     return 0 if stopped and full is None else rc
-
-
-RESERVE = ".run.json.reserve"      # space held at start so that the final run.json fits on a disk that filled
-RESERVE_BYTES = 1 << 20
-
-
-def _reserve(run_dir: Path) -> None:
-    with open(run_dir / RESERVE, "wb") as f:
-        f.write(bytes(RESERVE_BYTES))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _release(run_dir: Path) -> None:
-    try:
-        (run_dir / RESERVE).unlink()
-    except OSError:
-        pass
-
-
-def _finish(record: RunRecord, status: str, message: str | None, results: Any, notes: list[str]) -> bool:
-    """record.finish; on a full disk, the reserve is given back and run.json written failed; one line
-    when even that fails (the command's code is still returned)."""
-    try:
-        record.finish(status, message, results, notes)
-        return True
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-    _release(record.run_dir)
-    if status != vocab.STATUS_FAILED:
-        record.info.status = vocab.STATUS_FAILED
-        record.info.message = f"the run folder's disk filled: run.json could not be rewritten ({why})"
-    try:
-        record.write()
-        return True
-    except OSError as exc:
-        print(f"error: could not write {record.path}: {exc.strerror or exc} (run status: {record.info.status}"
-              f"{', ' + record.info.message if record.info.message else ''})", file=sys.stderr)
-        return False
-
-
-def _rename(record: RunRecord, args: argparse.Namespace, out: Path, name: str, config: dict[str, object]) -> Path:
-    run_dir = record.run_dir
-    if args.name:
-        return run_dir
-    target = out / _final_name(name, config)
-    if target == run_dir:
-        return run_dir
-    try:
-        if is_run_folder(target) and args.overwrite:
-            clear_run_files(target)
-        if target.exists() and any(target.iterdir()):
-            print(f"note: {target} exists; this run stays in {run_dir} (--overwrite replaces it)", file=sys.stderr)
-            return run_dir
-        if target.exists():
-            target.rmdir()
-        run_dir.rename(target)
-    except OSError as exc:
-        print(f"note: could not rename {run_dir} to {target.name}: {exc.strerror or exc}", file=sys.stderr)
-        return run_dir
-    record.run_dir, record.path = target, target / vocab.RUN_JSON
-    record.info.name = target.name
-    try:
-        record.write()
-    except OSError as exc:
-        print(f"error: could not write {record.path}: {exc.strerror or exc}", file=sys.stderr)
-    return target
 
 
 def _supervise(child: subprocess.Popen[bytes], pgid: int, signals: group.Signals,
@@ -444,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = group.Signals().install()   # first: a Ctrl-C during start-up means the command never starts
     args = build_parser().parse_args(argv)
     try:
-        cmd = _command(args)
+        cmd = checked_command(args)
         return run(args, cmd, signals)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

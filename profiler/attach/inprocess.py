@@ -18,41 +18,41 @@ profiled, never how it was started:
   exit, an exception (atexit, or multiprocessing's finalizers in a child that ends by `os._exit`),
   SIGTERM, and after `--steps` / `--duration`.
 
+The profiler sessions are `tracing`'s, the ways out that flush `exits`'s; this module decides when.
+
 Kineto does not survive fork: a process forked from one that has run the profiler hangs when it
 records. Nothing is recorded before a forward, so a launcher that forks its ranks first is safe;
 a rank forked after its parent recorded is reported, with a note, but not traced.
 """
 from __future__ import annotations
 
-import atexit
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
 import weakref
-from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import torch
 from torch import nn
-from torch.profiler import ProfilerAction, ProfilerActivity, record_function
+from torch.profiler import record_function
 
 from ..contract import vocab
 from ..modeltable import describe
-from ..session import Schedule, all_threads_config, cuda_devices, make_profiler
+from ..session import cuda_devices
 from . import patches
 from .command import helper_role
+from .exits import ExitHooks, QuietChildren
 from .patches import _labelled  # noqa: F401  (tests label a method through it)
 from .report import ENV, AttachSettings, ProcessReport, write_report
+from .tracing import Tracer, dist_rank, kineto_used
 
 __all__ = ["activate", "Attached"]
 
 _ACTIVE: "Attached | None" = None
-_KINETO_USED = False         # this address space has started a profiler (inherited by fork)
 
 
 def _call(method: str, *args: Any) -> None:
@@ -97,7 +97,7 @@ def _after_fork_in_child() -> None:
     parent = _ACTIVE
     if parent is None:
         return
-    _ACTIVE = Attached(parent.settings, launch="fork", kineto_inherited=_KINETO_USED)
+    _ACTIVE = Attached(parent.settings, launch="fork", kineto_inherited=kineto_used())
 
 
 def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
@@ -119,37 +119,6 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
-class _QuietChildren:
-    """SIGCHLD's Python handler off while the trace flushes. A SIGTERM to the group kills the DataLoader
-    workers too, and torch's SIGCHLD handler then raises "DataLoader worker ... is killed" in the main
-    thread -- in the middle of the flush, which would leave no trace and no report."""
-
-    def __init__(self) -> None:
-        self.prev: Any = None
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self.prev = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            except (ValueError, OSError):
-                self.prev = None
-
-    def restore(self) -> None:
-        if self.prev is not None:
-            try:
-                signal.signal(signal.SIGCHLD, self.prev)
-            except (ValueError, OSError, TypeError):
-                pass
-
-
-def _dist_rank() -> tuple[int, int] | None:
-    try:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except Exception:
-        pass
-    return None
-
-
 class Attached:
     """The profiler, the hooks' state and the report of one attached process."""
 
@@ -163,7 +132,7 @@ class Attached:
                                     torchrun=launch == "exec" and "LOCAL_RANK" in os.environ,
                                     torch=torch.__version__, cuda=torch.version.cuda)
         self.kineto_inherited = kineto_inherited
-        self.cuda = False            # known once armed: a DataLoader worker never asks
+        self.tracer = Tracer(self.run_dir, self.report, self.note)
         self.armed = False
         self.t0 = time.perf_counter()
         self.last_step: float | None = None
@@ -171,9 +140,6 @@ class Attached:
         self.t_first_step: float | None = None
         self.optimizer_ref: weakref.ReferenceType[torch.optim.Optimizer] | None = None
         self.optimizers_seen = 0
-        self.prestep: torch.profiler.profile | None = None
-        self.keep_prestep = True
-        self.scheduled: Any = None
         self.opt_label: record_function | None = None
         self.roots: list[weakref.ReferenceType[nn.Module]] = []
         self.trained: nn.Module | None = None
@@ -183,8 +149,6 @@ class Attached:
         self.example: torch.Tensor | None = None
         self.finished = False
         self.lock = threading.Lock()
-        self.prev_term: Any = None
-        self.flushing = False
 
     # --- arming: from now on this process is profiled ---------------------------------------
     def arm(self) -> None:
@@ -192,16 +156,13 @@ class Attached:
         if self.armed or self.finished:
             return
         self.armed = True
-        self.cuda = torch.cuda.is_available()
+        self.tracer.cuda = torch.cuda.is_available()
         if self.kineto_inherited:
             self.note("forked from a process that had already run the profiler: Kineto cannot record in a "
                       "forked copy, so this process is reported but not traced (start ranks with the spawn "
                       "start method, e.g. torch.multiprocessing.spawn)")
-        atexit.register(self.finish)
-        mp_util.Finalize(None, self.finish, exitpriority=100)   # a multiprocessing child ends by os._exit
-        if threading.current_thread() is threading.main_thread():
-            self.prev_term = signal.signal(signal.SIGTERM, self._on_sigterm)
-        else:
+        self.exit_hooks = ExitHooks(self.finish, self.pid)
+        if not self.exit_hooks.install():
             self.note("armed outside the main thread: SIGTERM does not flush the trace")
         self._write()
 
@@ -209,51 +170,8 @@ class Attached:
         if text not in self.report.notes:
             self.report.notes.append(text)
 
-    def _activities(self) -> list[ProfilerActivity]:
-        return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
-
-    def _worker(self) -> str:
-        ranks = _dist_rank()
-        return f"rank{ranks[0] if ranks else self.report.rank}"
-
-    def _trace_ready(self, prof: Any) -> None:
-        """Write one trace and remember its name (the parent drops a launcher's when ranks trained)."""
-        name = f"{self._worker()}.{time.time_ns() // 1_000_000}.pt.trace.json.gz"
-        path = self.run_dir / name
-        try:
-            prof.export_chrome_trace(str(path))
-        except OSError as exc:
-            self.report.write_error = f"{name}: {exc.strerror or exc}"
-            self.note(f"the trace could not be written ({name}: {exc.strerror or exc})")
-            try:
-                path.unlink()          # half a gzip is no trace
-            except OSError:
-                pass
-            return
-        self.report.traces.append(name)
-
     def _can_record(self) -> bool:
         return self.armed and not self.finished and not self.kineto_inherited
-
-    def _start_prestep(self) -> None:
-        global _KINETO_USED
-
-        def ready(prof: Any) -> None:
-            if self.keep_prestep:
-                self._trace_ready(prof)
-        experimental = all_threads_config()[0] if self.cuda else None   # DataParallel's replica threads
-        self.prestep = torch.profiler.profile(activities=self._activities(), on_trace_ready=ready,
-                                              schedule=lambda _step: ProfilerAction.RECORD,
-                                              experimental_config=experimental)
-        _KINETO_USED = True
-        self.prestep.start()
-
-    def _stop_prestep(self, keep: bool) -> None:
-        prof, self.prestep = self.prestep, None
-        if prof is None:
-            return
-        self.keep_prestep = keep
-        prof.stop()
 
     # --- what the process constructs -----------------------------------------------------------
     def _on_data_parallel(self, module: nn.DataParallel) -> None:
@@ -267,7 +185,7 @@ class Attached:
         self._on_process_group()
 
     def _on_process_group(self) -> None:
-        ranks = _dist_rank()
+        ranks = dist_rank()
         if ranks is not None:
             self.report.rank, self.report.world_size = ranks
         if self.armed:
@@ -298,8 +216,8 @@ class Attached:
         if global_hook and self.trained is not None:
             return                   # from the first step on, only the trained module is labelled
         if self.depth == 0:
-            if self.prestep is None and self.optimizer_ref is None and self._can_record():
-                self._start_prestep()
+            if self.tracer.prestep is None and self.optimizer_ref is None and self._can_record():
+                self.tracer.start_prestep()
             if not any(ref() is module for ref in self.roots):
                 self.roots.append(weakref.ref(module))
             self.fwd_label = record_function(vocab.FORWARD)
@@ -370,9 +288,8 @@ class Attached:
         r.loop_s = now - self.t_first_batch if self.t_first_batch is not None else 0.0
         if self.optimizer_ref is None:
             self._first_step(optimizer)
-        elif self.scheduled is not None:
-            self._sync_if_recording()
-            self.scheduled.step()
+        else:
+            self.tracer.step()
         self.last_step = time.perf_counter()
         if self._stop_due():
             self.finish()
@@ -390,11 +307,10 @@ class Attached:
         return False
 
     def _first_step(self, optimizer: torch.optim.Optimizer) -> None:
-        global _KINETO_USED
         self.optimizer_ref = weakref.ref(optimizer)
         self.optimizers_seen = 1
         self.t_first_step = time.perf_counter()
-        self._stop_prestep(keep=False)
+        self.tracer.stop_prestep(keep=False)
         r = self.report
         r.first_step_ns = time.time_ns()
         r.optimizer = type(optimizer).__name__
@@ -410,14 +326,7 @@ class Attached:
             r.model = self._describe(inner)
             self._label_module(module)
         if not self.kineto_inherited:
-            s = self.settings
-            self.scheduled = make_profiler(self.run_dir, self._worker(),
-                                           Schedule(wait=max(s.wait - 1, 0), warmup=s.warmup, active=s.active,
-                                                    repeat=s.repeat),
-                                           self.cuda, all_threads=r.dp_wrappers > 0, notes=r.notes,
-                                           on_trace_ready=self._trace_ready)
-            _KINETO_USED = True
-            self.scheduled.start()
+            self.tracer.start_scheduled(self.settings, all_threads=r.dp_wrappers > 0)
         self._write()
 
     def _describe(self, module: nn.Module) -> Any:
@@ -437,14 +346,6 @@ class Attached:
             for m, mode in modes:
                 m.training = mode
 
-    def _sync_if_recording(self) -> None:
-        """The step's kernels end inside its window, as the runner ensures -- only while recording."""
-        if not self.cuda or getattr(self.scheduled, "current_action", ProfilerAction.NONE) == ProfilerAction.NONE:
-            return
-        ids = sorted(set(self.report.dp_device_ids)) or ([torch.cuda.current_device()] if torch.cuda.is_initialized() else [])
-        for i in ids:
-            torch.cuda.synchronize(i)
-
     # --- the end ------------------------------------------------------------------------------
     def finish(self) -> None:
         """Flush the trace and the report, once (atexit, a finalizer, SIGTERM, or --steps first)."""
@@ -454,7 +355,7 @@ class Attached:
             if self.finished:
                 return
             self.finished = True
-        quiet = _QuietChildren()
+        quiet = QuietChildren()
         try:
             self._flush()
         finally:
@@ -468,39 +369,15 @@ class Attached:
                 label.__exit__(None, None, None)
             except Exception:
                 pass
-        if self.prestep is not None:         # no optimizer step ever: keep the whole run as one step
-            self._stop_prestep(keep=r.optimizer_steps == 0)
-        if self.scheduled is not None:
-            try:
-                self.scheduled.stop()
-            except Exception as exc:
-                self.note(f"the profiler did not stop cleanly: {type(exc).__name__}: {exc}")
+        self.tracer.stop(keep_prestep=r.optimizer_steps == 0)   # no optimizer step ever: the whole run as one step
         r.wall_s = time.perf_counter() - self.t0
         try:
             r.cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-            if self.cuda and torch.cuda.is_initialized():
+            if self.tracer.cuda and torch.cuda.is_initialized():
                 r.cuda_devices = cuda_devices(torch.cuda.device_count())
         except Exception:
             pass
         self._write()
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self.pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        if self.flushing:            # a second SIGTERM while the first one flushes: let the flush end
-            return
-        self.flushing = True
-        self.finish()
-        prev = self.prev_term
-        if callable(prev):
-            prev(signum, frame)
-            return
-        if prev == signal.SIG_IGN:
-            return
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
     def _write(self) -> None:
         try:

@@ -60,8 +60,7 @@ def _patch_data_parallel(call: Dispatch) -> None:
         call("_on_data_parallel", module)
 
     dp.__init__ = __init__    # type: ignore[method-assign]
-    for method, label in (("scatter", vocab.SCATTER), ("replicate", vocab.REPLICATE),
-                          ("parallel_apply", vocab.PARALLEL_APPLY), ("gather", vocab.GATHER)):
+    for method, label in vocab.DP_METHOD_LABELS:
         setattr(dp, method, _labelled(getattr(dp, method), label))
 
 

@@ -26,10 +26,10 @@ class AttachSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     run_dir: str
     state_dir: str
-    wait: int = 1
-    warmup: int = 1
-    active: int = 3
-    repeat: int = 1
+    wait: int = vocab.DEFAULT_SCHEDULE.wait
+    warmup: int = vocab.DEFAULT_SCHEDULE.warmup
+    active: int = vocab.DEFAULT_SCHEDULE.active
+    repeat: int = vocab.DEFAULT_SCHEDULE.repeat
     stop_steps: int | None = None               # --steps: a trainer flushes after this many optimizer steps
     duration_s: float | None = None             # --duration: ... after this long from its first step
 
@@ -137,7 +137,7 @@ def merge(reports: Sequence[ProcessReport], wall_s: float) -> Merged:
         return m
     lead = trainers[0]
     strategy = _strategy(trainers)
-    if strategy in vocab.DP_STRATEGIES and (lead.device_type != "cuda" or not lead.dp_device_ids):
+    if strategy in vocab.DP_STRATEGIES and (lead.device_type != vocab.CUDA or not lead.dp_device_ids):
         wrappers = max(r.dp_wrappers for r in trainers)
         m.notes.append(f"attach: nn.DataParallel ran nothing in parallel: no GPU was visible, so "
                        f"{'each of its ' + str(wrappers) + ' wrappers' if wrappers > 1 else 'it'} just called "

@@ -2,8 +2,9 @@
 
 `vocab` (names: phases, categories, strategies, samples.csv metrics, statuses), `runname`
 (format and parse run folder names), `runjson` (run.json as msgspec Structs, schema 2,
-schema 1 still read), `samples` (the one samples.csv reader). Imports nothing heavy.
+schema 1 still read), `samples` (the one samples.csv reader), `allreduce` (the bytes a ring
+all-reduce moves). Imports nothing heavy.
 """
-from . import runjson, runname, samples, vocab
+from . import allreduce, runjson, runname, samples, vocab
 
-__all__ = ["vocab", "runname", "runjson", "samples"]
+__all__ = ["vocab", "runname", "runjson", "samples", "allreduce"]

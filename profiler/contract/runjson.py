@@ -60,10 +60,10 @@ class ModelInfo(_S):
 
 
 class ProfilerSchedule(_S):
-    wait: int = 1
-    warmup: int = 1
-    active: int = 3
-    repeat: int = 1
+    wait: int = vocab.DEFAULT_SCHEDULE.wait
+    warmup: int = vocab.DEFAULT_SCHEDULE.warmup
+    active: int = vocab.DEFAULT_SCHEDULE.active
+    repeat: int = vocab.DEFAULT_SCHEDULE.repeat
     enabled: bool = True
 
 

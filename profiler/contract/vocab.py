@@ -5,9 +5,9 @@ contract with every trace already written — rename only with a schema bump.
 """
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, NamedTuple
 
-# --- strategies (DESIGN.md "Strategies") ----------------------------------------
+# --- strategies (docs/design.md "The traces/<run>/ contract") ----------------------------------------
 SINGLE: Final = "single"
 DP: Final = "dp"
 DP_LAYERWISE: Final = "dp-layerwise"
@@ -15,6 +15,12 @@ DDP: Final = "ddp"
 STRATEGIES: Final = (SINGLE, DP, DP_LAYERWISE, DDP)
 DP_STRATEGIES: Final = (DP, DP_LAYERWISE)     # one process drives every GPU through nn.DataParallel
 UNKNOWN_STRATEGY: Final = "unknown"           # a folder with neither run.json nor a parsable name
+
+# --- device types (torch's names; run names spell them gpu / cpu) ------------------------------
+DeviceType = Literal["cuda", "cpu"]
+CUDA: Final = "cuda"
+CPU: Final = "cpu"
+DEVICE_TYPES: Final = (CUDA, CPU)
 
 # --- host-side record_function labels added by the runner -------------------
 PREFIX: Final = "ss:"
@@ -32,7 +38,22 @@ GATHER: Final = "ss:dp.gather"
 
 TRAIN_STEP_PHASES: Final = (DATA_WAIT, H2D, FORWARD, LOSS, BACKWARD, OPTIMIZER)
 DP_PHASES: Final = (SCATTER, REPLICATE, PARALLEL_APPLY, GATHER)
+# nn.DataParallel's method -> its label: the runner's LabelledDataParallel and attach's patch both use this
+DP_METHOD_LABELS: Final = (("scatter", SCATTER), ("replicate", REPLICATE),
+                           ("parallel_apply", PARALLEL_APPLY), ("gather", GATHER))
 ALL_PHASES: Final = TRAIN_STEP_PHASES + DP_PHASES
+
+# --- the torch.profiler schedule every producer defaults to ---------------------
+class ScheduleDefaults(NamedTuple):
+    """Skip ``wait`` steps, warm up ``warmup``, record ``active``; ``repeat`` cycles (0: forever)."""
+    wait: int = 1
+    warmup: int = 1
+    active: int = 3
+    repeat: int = 1
+
+
+# the runner's --profile-*, attach's --wait/--warmup/--active/--repeat, run.json `config.profiler`
+DEFAULT_SCHEDULE: Final = ScheduleDefaults()
 
 # --- labels torch adds itself (prefixes) -------------------------------------
 TORCH_PROFILER_STEP: Final = "ProfilerStep#"
@@ -40,7 +61,7 @@ TORCH_DATALOADER: Final = "enumerate(DataLoader)#"
 TORCH_DP_FORWARD: Final = "DataParallel.forward"
 TORCH_DDP_FORWARD: Final = "DistributedDataParallel.forward"
 
-# --- breakdown categories, in priority order (DESIGN.md "The breakdown") ----
+# --- breakdown categories, in priority order (docs/design.md "The breakdown rules") ----
 COMPUTE: Final = "compute"
 COMMUNICATION: Final = "communication"
 H2D_COPY: Final = "host_to_device"
