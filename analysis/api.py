@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from analysis.datasheet import find_gpu, names
 from analysis.findings import THRESHOLDS, Finding, Recommendation, Thresholds
 from analysis.records import RunAnalysis
 from analysis.run.analyse import TraceAnalyser, analyse_runs
@@ -29,7 +30,6 @@ from analysis.view.model import Report, build_report
 from analysis.view.reportview import ReportView, build_view
 from analysis.view.summary import to_summary
 from analysis.whatif.ask import Ask, predictions
-from analysis.whatif.gpus import find_gpu, names
 from analysis.whatif.predict import Prediction
 from analysis.whatif.profile import WhatIfError
 

@@ -31,6 +31,7 @@ class SampleSummary:
     main_cpu_pct: float | None = None          # the run process, % of one core
     children_cpu_pct: float | None = None      # its descendants summed, % of one core
     peak_rss_mib: float | None = None          # main + children at the same instant
+    start_ns: int | None = None                # the first row's time: the series' seconds count from it
     series: dict[tuple[str, str], Series] = field(default_factory=dict, repr=False)   # (source, metric) -> Series
 
     def series_of(self, source: str, metric: str) -> Series:
@@ -109,6 +110,19 @@ class MemcpyStats:
         return self.bytes / (self.dur_us * 1e3) if self.dur_us > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class OpStat:
+    """One operator, summed over a trace's profiled steps: GPU kernels / copies on a GPU, the leaf host
+    ops on a CPU-only run; `phase` is the label the op ran under (or launched from), short form."""
+
+    name: str
+    category: str                  # the breakdown category its kind counts toward
+    phase: str                     # "forward", "backward", "optimizer", "data", "scatter", ... or "other"
+    device: str                    # "gpu<index>" or "cpu"
+    total_us: float
+    calls: int
+
+
 @dataclass
 class TimelineSpan:
     """One bar of the one-step phase timeline plot (added for analysis.report.plots)."""
@@ -137,6 +151,8 @@ class TraceAnalysis:
     timeline_step: int | None = None                             # which step `timeline` shows
     strategy_evidence: "StrategyEvidence | None" = None          # what the trace shows of DDP / DP / FSDP
     collectives: "list[Collective]" = field(default_factory=list)  # NCCL kernels / gloo spans in the steps, in order
+    base_time_ns: int | None = None    # Kineto's baseTimeNanoseconds: unix ns = base + trace µs × 1000 (samples.csv's clock)
+    ops: list[OpStat] = field(default_factory=list)               # every op in the steps, by name, phase, device
 
     def mean_parts_us(self) -> dict[str, float]:
         n = max(len(self.steps), 1)

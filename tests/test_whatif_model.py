@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.whatif import terms as T
-from analysis.whatif.gpus import find_gpu
+from analysis.datasheet import find_gpu
 from analysis.whatif.predict import Target, predict
 from analysis.whatif.profile import profile_of
 from profiler.contract import vocab

@@ -39,6 +39,8 @@ class ScalingFigures:
     efficiency: float
     images_per_s: float | None
     baseline: str | None
+    mfu: float | None = None         # achieved ÷ datasheet peak FLOP/s per device (analysis.run.efficiency)
+    base_mfu: float | None = None    # the same for the 1-device run
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ never with the machine's mean CPU %.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from analysis.findings.figures import (CommFigures, CpuSaturatedFigures, CpuSharingFigures,
@@ -21,10 +22,14 @@ from profiler.contract import vocab
 __all__ = ["findings_for", "all_findings", "cpu_notes", "cpu_saturated", "baseline_of"]
 
 
-def _scaling(m: RunMetrics, t: Thresholds) -> Finding | None:
+def _scaling(m: RunMetrics, t: Thresholds, mfu: Mapping[str, float] | None = None,
+             base: RunMetrics | None = None) -> Finding | None:
+    """mfu: run_dir -> MFU (the report model's, from analysis.run.efficiency) where known; base: the 1-device run."""
     if m.devices <= 1 or m.speedup is None or m.efficiency is None:
         return None
-    figs = ScalingFigures(where(m), m.speedup, m.efficiency, m.images_per_s, m.baseline)
+    known = mfu or {}
+    figs = ScalingFigures(where(m), m.speedup, m.efficiency, m.images_per_s, m.baseline, known.get(m.run_dir),
+                          known.get(base.run_dir) if base is not None else None)
     if m.efficiency > t.superlinear_efficiency:
         return Finding("superlinear", m.name, figs)
     if m.efficiency >= t.poor_efficiency:
@@ -193,10 +198,11 @@ def _straggler(m: RunMetrics, t: Thresholds) -> Finding | None:
 
 
 def findings_for(m: RunMetrics, cost: CostModel | None, t: Thresholds = THRESHOLDS,
-                 base: RunMetrics | None = None) -> list[Finding]:
-    """Every finding one run supports, in reading order (base: its 1-device run, for the phase comparisons)."""
+                 base: RunMetrics | None = None, mfu: Mapping[str, float] | None = None) -> list[Finding]:
+    """Every finding one run supports, in reading order (base: its 1-device run, for the phase comparisons;
+    mfu: run_dir -> MFU where known, quoted by the scaling finding)."""
     out = [
-        _scaling(m, t),
+        _scaling(m, t, mfu, base),
         _phase_scaling(m, base, t),
         _cpu_sharing(m, base, t),
         _comm(m, cost, t),
@@ -232,8 +238,10 @@ def baseline_of(m: RunMetrics, metrics: list[RunMetrics]) -> RunMetrics | None:
     return next((b for b in metrics if m.baseline is not None and b.name == m.baseline and b is not m), None)
 
 
-def all_findings(metrics: list[RunMetrics], costs: dict[str, CostModel], t: Thresholds = THRESHOLDS) -> list[Finding]:
+def all_findings(metrics: list[RunMetrics], costs: dict[str, CostModel], t: Thresholds = THRESHOLDS,
+                 mfu: Mapping[str, float] | None = None) -> list[Finding]:
+    """mfu: run_dir -> MFU (the report model's, from analysis.run.efficiency), for the scaling finding; None: not quoted."""
     out: list[Finding] = []
     for m in metrics:
-        out += findings_for(m, costs.get(m.run_dir), t, baseline_of(m, metrics))
+        out += findings_for(m, costs.get(m.run_dir), t, baseline_of(m, metrics), mfu)
     return out

@@ -50,4 +50,4 @@ def summarise(samples: Sequence[Sample]) -> SampleSummary:
         pcie_rx_kbps_max=per_device(vocab.SOURCE_NVML, vocab.PCIE_RX, max),
         host_cpu_pct=_mean(host), tree_cpu_cores=_mean(tree), tree_cpu_cores_max=max(tree) if tree else None,
         main_cpu_pct=_mean(proc.get(vocab.PROC_MAIN, [])), children_cpu_pct=_mean(proc.get(vocab.PROC_CHILDREN, [])),
-        peak_rss_mib=max(rss_at.values()) if rss_at else None, series=dict(series))
+        peak_rss_mib=max(rss_at.values()) if rss_at else None, start_ns=t0, series=dict(series))

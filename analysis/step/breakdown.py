@@ -27,6 +27,7 @@ from analysis.trace.errors import TraceError
 from analysis.records import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
 from analysis.trace.reader import Trace, read_trace
 from analysis.step.events import Events, resolve, worker_name
+from analysis.step.ops import op_stats
 from analysis.step.timeline import step_timeline
 from analysis.step.straggler import collectives
 from analysis.step.strategy import evidence
@@ -189,6 +190,8 @@ def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
         memcpy=_memcpy_stats(ev, W), comm_overlap=_comm_overlap(ev, W, sets[0][1], has_gpu),
         unclassified=dict(unknown), notes=notes, strategy_evidence=evidence(tr, len(steps), worker_name(tr.path)),
         collectives=collectives(tr, [(n, float(s), float(e)) for n, (s, e) in zip(numbers, windows)]),
+        base_time_ns=tr.base_time_ns,
+        ops=op_stats(ev, windows, has_gpu),
     )
     if timeline and steps:
         ta.timeline, ta.timeline_step = step_timeline(ev, sets, ta)

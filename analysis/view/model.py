@@ -12,6 +12,8 @@ from analysis.findings import (THRESHOLDS, Finding, Recommendation, Thresholds, 
                                recommendations)
 from analysis.records import RunAnalysis
 from analysis.run.costmodel import CostModel, cost_model
+from analysis.run.efficiency import Energy, Mfu, run_energy, run_mfu
+from analysis.run.ops import OpDiff, TopOp, op_diff, top_ops
 from analysis.run.scaling import RunMetrics, attach_speedups, run_metrics
 from analysis.whatif.check import CheckRow, check_runs
 from profiler.contract import vocab
@@ -30,6 +32,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     thresholds: Thresholds = THRESHOLDS
     whatif: list[CheckRow] = field(default_factory=list)   # each multi-device run predicted from its 1-device run
+    top_ops: dict[str, list[TopOp]] = field(default_factory=dict)   # keyed by run_dir
+    op_diffs: dict[str, OpDiff] = field(default_factory=dict)       # multi-device runs vs their 1-device run
+    mfu: dict[str, tuple[Mfu | None, str | None]] = field(default_factory=dict)        # run_dir -> (MFU, why not)
+    energy: dict[str, tuple[Energy | None, str | None]] = field(default_factory=dict)  # run_dir -> (energy, why not)
 
 
 def _dedupe_names(runs: list[RunAnalysis]) -> None:
@@ -79,6 +85,23 @@ def build_report(runs: list[RunAnalysis], t: Thresholds = THRESHOLDS, environmen
     notes += environment_notes
     whatif, _, whatif_notes = check_runs(runs, metrics)
     notes += whatif_notes
-    return Report(runs=runs, metrics=metrics, costs=costs, findings=all_findings(metrics, costs, t),
-                  recommendations=recommendations(metrics, costs, t),
-                  errors=[e for r in runs for e in r.errors], notes=notes, thresholds=t, whatif=whatif)
+    mfu = {m.run_dir: run_mfu(r, m) for r, m in zip(runs, metrics)}
+    known = {d: x.mfu for d, (x, _) in mfu.items() if x is not None and x.mfu is not None}
+    found = all_findings(metrics, costs, t, mfu=known)
+    return Report(runs=runs, metrics=metrics, costs=costs, findings=found, mfu=mfu,
+                  energy={m.run_dir: run_energy(r, m) for r, m in zip(runs, metrics)},
+                  recommendations=recommendations(metrics, costs, t, found),
+                  errors=[e for r in runs for e in r.errors], notes=notes, thresholds=t, whatif=whatif,
+                  top_ops={m.run_dir: top_ops(r, m) for r, m in zip(runs, metrics)}, op_diffs=_op_diffs(runs, metrics))
+
+
+def _op_diffs(runs: list[RunAnalysis], metrics: list[RunMetrics]) -> dict[str, OpDiff]:
+    """Each multi-device run against the 1-device run its speedup is measured from."""
+    by_name = {m.name: (r, m) for r, m in zip(runs, metrics)}
+    out: dict[str, OpDiff] = {}
+    for r, m in zip(runs, metrics):
+        if m.devices > 1 and m.baseline in by_name:
+            d = op_diff(r, m, *by_name[m.baseline])
+            if d is not None and d.rows:
+                out[m.run_dir] = d
+    return out

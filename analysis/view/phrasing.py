@@ -44,8 +44,10 @@ def _part(what: str, share: float, part_ms: float, step_ms: float, run: str) -> 
 
 def _scaling(f: fd.ScalingFigures) -> str:
     ips = "?" if f.images_per_s is None else f"{f.images_per_s:.1f}" if f.images_per_s < 10 else f"{f.images_per_s:.0f}"
+    mfu = (f"; MFU {f.mfu * 100:.1f} % vs {f.base_mfu * 100:.1f} % on 1"
+           if f.mfu is not None and f.base_mfu is not None else "")
     return (f"{where(f.at)}: {ips} images/s, only {f.speedup:.2f}× the 1-device run's images/s "
-            f"({f.baseline}; scaling efficiency {pct(f.efficiency)}, ideal {f.at.devices:.0f}×)")
+            f"({f.baseline}; scaling efficiency {pct(f.efficiency)}, ideal {f.at.devices:.0f}×){mfu}")
 
 
 def _superlinear(f: fd.ScalingFigures) -> str:

@@ -75,6 +75,8 @@ def _about(note: str, run: str) -> bool:
 
 RUNS, COSTS, DEVICES = "Runs", "Communication cost model", "Per device (each GPU on its own, never merged)"
 WHATIF = "What if vs measured"
+OPS = "What changed, op by op"
+OPS_SHOWN = 5            # rows per multi-device run in the table (summary.json keeps more)
 
 
 def _f(x: float | None, fmt: str) -> str:
@@ -144,13 +146,29 @@ def whatif_table(report: Report) -> Table:
     return Table(WHATIF, list(wording.CHECK_HEADER), rows, foot, left=2)
 
 
+def ops_table(report: Report) -> Table:
+    """Per multi-device run, the ops that added the most device-time per image over its 1-device run."""
+    rows = []
+    for m in report.metrics:
+        d = report.op_diffs.get(m.run_dir)
+        for c in (d.rows[:OPS_SHOWN] if d else []):
+            rows.append([m.name, d.base, c.name, c.phase, c.category, f"{c.base_ms_per_image:.3f}",
+                         f"{c.ms_per_image:.3f}", "–" if c.ratio is None else f"{c.ratio:.1f}×", c.change])
+    foot = ("ms/img: an op's time per step summed over the run's devices (every rank, every GPU) ÷ the images "
+            "per step, so runs of any size compare; GPU runs: kernels and copies, CPU runs: host ops by self time; "
+            "phase: the label the op ran (or was launched) under; change: grew/shrank past 1.2×, new, gone")
+    return Table(OPS, ["run", "vs", "op", "phase", "category", "1-device ms/img", "ms/img", "ratio", "change"],
+                 rows, foot, left=5)
+
+
 def build_view(report: Report) -> ReportView:
     findings = [Item(i, f.kind, f.run, phrasing.finding_text(f), figures_dict(f.figures))
                 for i, f in enumerate(report.findings, 1)]
     recs = [Item(i, r.kind, r.run, phrasing.recommendation_text(r), figures_dict(r.figures),
                  {"saving_ms": r.saving_ms, "step_ms": r.step_ms, "basis": r.basis, "saving_share": r.saving_share})
             for i, r in enumerate(report.recommendations, 1)]
-    tables = [runs_table(report)] + [t for t in (cost_table(report), device_table(report), whatif_table(report))
+    tables = [runs_table(report)] + [t for t in (cost_table(report), device_table(report), ops_table(report),
+                                                 whatif_table(report))
                                      if t.rows]
     return ReportView(TITLE, tables, findings, recs, list(report.notes), list(report.errors))
 

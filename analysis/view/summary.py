@@ -42,6 +42,15 @@ def to_summary(report: Report, view: ReportView | None = None) -> dict[str, Any]
         d["trace_files"] = [{"path": str(t.path), "worker": t.worker, "has_gpu": t.has_gpu, "steps": len(t.steps),
                              "mean_step_ms": t.mean_step_us() / 1e3, "notes": list(t.notes),
                              "unclassified": dict(t.unclassified)} for t in r.traces]
+        d["top_ops"] = [asdict(o) for o in report.top_ops.get(m.run_dir, [])]
+        diff = report.op_diffs.get(m.run_dir)
+        d["op_diff_base"] = diff.base if diff else None
+        d["op_diff"] = [asdict(c) for c in diff.rows] if diff else []
+        eff, mfu_why = report.mfu.get(m.run_dir, (None, None))
+        d["mfu"] = asdict(eff) if eff is not None else None
+        energy, energy_why = report.energy.get(m.run_dir, (None, None))
+        d["energy"] = asdict(energy) if energy is not None else None
+        d["efficiency_notes"] = [n for n in (mfu_why, energy_why) if n]
         runs.append(d)
     return {
         "schema": SUMMARY_SCHEMA,

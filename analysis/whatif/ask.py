@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.whatif.gpus import GpuSpec
+from analysis.datasheet import GpuSpec
 from analysis.records import RunAnalysis
 from analysis.run.scaling import RunMetrics
 from analysis.whatif.predict import Prediction, Target, predict

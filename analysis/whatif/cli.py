@@ -20,7 +20,7 @@ from analysis.whatif import wording
 from analysis.whatif.advice import advise
 from analysis.whatif.ask import Ask, predictions
 from analysis.whatif.check import check_runs
-from analysis.whatif.gpus import find_gpu, names
+from analysis.datasheet import find_gpu, names
 from analysis.whatif.profile import WhatIfError
 from profiler.contract import vocab
 from profiler.contract.runjson import encode_json

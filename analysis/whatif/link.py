@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.whatif.gpus import GpuSpec
+from analysis.datasheet import GpuSpec
 from profiler.contract.runjson import GpuInfo
 
 LINK_EFFICIENCY = 0.8     # share of a PCIe / NVLink datasheet rate a large copy or NCCL ring achieves (stated)

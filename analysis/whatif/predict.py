@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from analysis.datasheet import DEFAULT_GPU, GpuSpec, find_gpu
 from analysis.run.costmodel import strategy_traffic
 from analysis.whatif import terms as T
-from analysis.whatif.gpus import DEFAULT_GPU, GpuSpec, find_gpu
 from analysis.whatif.link import choose_link, host_link
 from analysis.whatif.profile import Profile, WhatIfError
 from profiler.contract import vocab
@@ -72,6 +72,15 @@ class Prediction:
     assumed: bool
     loader_cores_needed: float | None    # cores the DataLoader keeps busy at the predicted rate
     notes: list[str] = field(default_factory=list)
+    kwh_per_million_images: float | None = None   # at TDP × predicted busy share (energy_per_million_images)
+    tdp_w: float | None = None                     # the target card's datasheet TDP it rests on
+
+    @property
+    def busy_share(self) -> float:
+        """Compute + communication + host→device copy as a share of the predicted step."""
+        parts = self.parts_ms
+        busy = parts[vocab.COMPUTE] + parts[vocab.COMMUNICATION] + parts[vocab.H2D_COPY]
+        return min(1.0, busy / self.step_ms) if self.step_ms > 0 else 0.0
 
     @property
     def parts_ms(self) -> dict[str, float]:
@@ -87,6 +96,14 @@ class Prediction:
     @property
     def basis(self) -> list[str]:
         return [f"{t.name}: {t.basis}" for t in self.terms] + list(self.notes)
+
+
+def energy_per_million_images(tdp_w: float, devices: int, step_ms: float, busy_share: float,
+                               images_per_step: int) -> float:
+    """kWh per million images at the datasheet TDP × the predicted busy share (stated: not a measurement;
+    an idle GPU still draws power, a busy one may stay under its TDP)."""
+    joules_per_step = tdp_w * devices * (step_ms / 1e3) * busy_share
+    return joules_per_step / images_per_step * 1e6 / 3.6e6
 
 
 def _scaled(ms: float, images_from: int, images_to: int, factor: float = 1.0) -> float:
@@ -179,12 +196,16 @@ def predict(p: Profile, t: Target) -> Prediction:
     if not pbytes:
         notes.append("no parameter_bytes in run.json: memory per device and communication not predicted")
     loader = p.loader_ms_per_image
-    return Prediction(
+    pred = Prediction(
         input_run=p.name, target=t, terms=out, step_ms=step, images_per_s=ips, speedup=ips / p.images_per_s,
         images_per_device_hour=ips * 3600 / n, bytes_per_step=nbytes, memory_per_device=mem, memory_fits=fits,
         gpu=spec.name if spec is not None else None, analytic=c.analytic,
         assumed=any(ASSUMED in x.basis for x in out), notes=notes,
         loader_cores_needed=T.loader_cores_needed(loader, ips) if loader is not None else None)
+    if t.device_type == vocab.CUDA and spec is not None and spec.tdp_w:
+        pred.tdp_w = spec.tdp_w
+        pred.kwh_per_million_images = energy_per_million_images(spec.tdp_w, n, step, pred.busy_share, t.global_batch)
+    return pred
 
 
 def _compute_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> bool:

@@ -66,14 +66,25 @@ def profile_line(p: Profile) -> str:
             f"{p.workers} worker(s)): measured step {p.step_ms:.1f} ms, {p.images_per_s:.1f} images/s")
 
 
+def energy_line(p: Prediction) -> str | None:
+    """kWh per million images at TDP × predicted busy share (stated), or None without a GPU's TDP."""
+    if p.kwh_per_million_images is None or p.tdp_w is None:
+        return None
+    return (f"energy: {p.kwh_per_million_images:.3g} kWh per million images at TDP × predicted busy share (stated): "
+            f"{p.gpu} {p.tdp_w:g} W × {p.target.devices} × {p.step_ms:.1f} ms × {p.busy_share:.0%} busy ÷ "
+            f"{p.target.global_batch} images")
+
+
 def advice_text(advice: Sequence[Advice]) -> list[str]:
     if not advice:
         return ["(no GPU configuration predicted: pass --gpu NAME or --device-type cuda for request lines)"]
     out: list[str] = []
     for a in advice:
         p = a.prediction
+        kwh = ("" if p.kwh_per_million_images is None else
+               f"; {p.kwh_per_million_images:.3g} kWh per million images at TDP × predicted busy share (stated)")
         out += [f"{a.label}: {config_label(p)}: {p.images_per_s:.1f} images/s, {p.images_per_device_hour:,.0f} images "
-                f"per GPU-hour ({1e6 / p.images_per_device_hour:.2f} GPU-hours per million images)"]
+                f"per GPU-hour ({1e6 / p.images_per_device_hour:.2f} GPU-hours per million images{kwh})"]
         out += [f"    {line}" for line in a.lines]
     if len(advice) == 2:
         cheap, fast = advice[0].prediction, advice[1].prediction
@@ -100,6 +111,8 @@ def render_text(profiles: Sequence[tuple[Profile, list[Prediction]]], checks: Se
             out += ["", f"{config_label(p)}: {p.step_ms:.1f} ms"]
             out += [f"  - {t.name} {t.ms:.1f} ms: {t.basis}" for t in p.terms]
             out += [f"  - note: {n}" for n in p.notes]
+            if (line := energy_line(p)) is not None:
+                out.append(f"  - {line}")
     if checks:
         out += ["", "What if vs measured:", text_table(CHECK_HEADER, [check_row(r) for r in checks], left=2),
                 check_summary(checks)]
@@ -121,6 +134,7 @@ def prediction_dict(p: Prediction) -> dict[str, Any]:
         "memory_per_device": dict(p.memory_per_device), "memory_per_device_bytes": p.memory_bytes,
         "memory_fits": p.memory_fits, "analytic": p.analytic, "assumed": p.assumed,
         "loader_cores_needed": p.loader_cores_needed,
+        "kwh_per_million_images": p.kwh_per_million_images, "tdp_w": p.tdp_w, "busy_share": p.busy_share,
         "terms": [{"name": x.name, "category": x.category, "ms": x.ms, "basis": x.basis} for x in p.terms],
         "basis": p.basis, "notes": list(p.notes)}
 
@@ -135,7 +149,8 @@ def advice_dict(a: Advice) -> dict[str, Any]:
     return {"label": a.label, "configuration": prediction_dict(a.prediction)["strategy"], "devices": a.request_gpus,
             "global_batch": a.prediction.target.global_batch, "request_gpus": a.request_gpus,
             "request_cpus": a.request_cpus, "request_memory_gb": a.request_memory_gb,
-            "gpus_minimum_memory_gb": a.gpus_minimum_memory_gb, "workers": a.workers, "lines": list(a.lines)}
+            "gpus_minimum_memory_gb": a.gpus_minimum_memory_gb, "workers": a.workers, "lines": list(a.lines),
+            "kwh_per_million_images": a.prediction.kwh_per_million_images}
 
 
 def to_json(profiles: Sequence[tuple[Profile, list[Prediction]]], checks: Sequence[CheckRow],

@@ -227,9 +227,11 @@ function draw() {
   const recs = data.recommendations.filter((r) => itemShown(r, shownNames, allNames));
   root.append(section("ss-recommendations", "Recommendations, by estimated saving", recommendationsList(recs)));
   root.append(section("ss-whatif", "What if", whatifView(data.whatif, shownNames)));
-  const cost = data.tables.find((t) => t.title === "Communication cost model");
-  const costView = cost ? tableView(cost, shownNames) : null;
-  if (costView) root.append(section("ss-cost", cost.title, costView));
+  for (const [id, title] of [["ss-ops", "What changed, op by op"], ["ss-cost", "Communication cost model"]]) {
+    const table = data.tables.find((t) => t.title === title);
+    const view = table ? tableView(table, shownNames) : null;
+    if (view) root.append(section(id, table.title, view));
+  }
   const notes = notesView(data.notes, shownNames, allNames);
   if (notes) root.append(h("section", {class: "ss-card"}, notes));
   drawTimelines(timelines, shown);

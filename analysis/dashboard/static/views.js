@@ -106,7 +106,7 @@ export function whatifView(whatif, shownNames) {
       "(--gpu NAME for a GPU from a CPU profile)"].filter(Boolean).join("; ")));
 }
 
-/** One of the report view's tables (cost model), cut to the shown runs. */
+/** One of the report view's tables (op diff, cost model), cut to the shown runs. */
 export function tableView(table, shownNames) {
   const rows = table.rows.filter((r) => shownNames.has(r[0]));
   if (!rows.length) return null;
