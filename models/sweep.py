@@ -252,7 +252,7 @@ def report(group_dir: Path, report_out: str) -> None:
           f"`tensorboard --logdir {group_dir}` (profiler traces + scalars), run folders under {group_dir}/")
 
 
-WHATIF_GPU = "A100-PCIE-40GB"     # a PCIe card as in CHTC's GPU Lab; any name in analysis/whatif/gpus.py works
+WHATIF_GPU = "A100-PCIE-40GB"     # a PCIe card as in CHTC's GPU Lab; any name in analysis/datasheet.py works
 
 
 def whatif_on_gpus(group_dir: Path) -> None:

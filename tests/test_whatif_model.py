@@ -8,25 +8,10 @@ from analysis.datasheet import find_gpu
 from analysis.whatif.predict import Target, predict
 from analysis.whatif.profile import profile_of
 from profiler.contract import vocab
-from profiler.contract.runjson import Calibration, StepTimes, ThreadScaling
-from builders.runs import LAYERS, run, run_info, seed_model, trace
+from profiler.contract.runjson import Calibration, Layer, ModelInfo, StepTimes, ThreadScaling
+from builders.runs import LAYERS, gpu_run, run, run_info, seed_model, trace
 
 MS = 1000.0   # µs per ms
-
-
-def gpu_run(name: str = "single-1gpu-b64", cpus: float = 5, workers: int = 4, batch: int = 64, model=None):
-    """A 1-GPU run: 100 ms steps, forward 20 / backward 40 / optimizer 10 / data_wait 1 ms, loader 2 CPU ms per image."""
-    info = run_info(name, "single", 1, batch, images_per_s=500.0, parameter_bytes=400_000_000, workers=workers,
-                    cpus=cpus)
-    if model is not None:
-        info.model = model
-    info.environment.gpus = []
-    tr = trace(step_us=100 * MS, shares={vocab.COMPUTE: 0.7}, gpus={0: 0.7},
-               phase={vocab.FORWARD: 20 * MS, vocab.BACKWARD: 40 * MS, vocab.OPTIMIZER: 10 * MS,
-                      vocab.DATA_WAIT: 1 * MS})
-    from analysis.run.samples import SampleSummary
-    # the workers' cores: 2 ms per image at 500 images/s = 1.0 core
-    return run(name, [tr], info, samples=SampleSummary(rows=3, children_cpu_pct=100.0, peak_rss_mib=3000.0))
 
 
 def cpu_run(calibration: Calibration | None = None):
@@ -207,3 +192,39 @@ def test_one_cpu_starves_four_workers_five_cpus_do_not() -> None:
     # 400 MB at 10 GB/s, in full: no layer table) + host 29 = 139 ms; the step waits 256 − 139 = 117 ms more
     assert data.ms == pytest.approx(117.0) and "starved" in data.basis
     assert ddp.step_ms == pytest.approx(256.0)
+
+
+def test_per_layer_gpu_model_takes_each_layers_precision_and_its_bound() -> None:
+    """A conv of 1 GFLOP per image on 64 images (TF32 on an A100: 156 TFLOPS) and a linear of 4 M parameters doing
+    8 MFLOP per image on 2 images (fp32: 19.5 TFLOPS; memory-bound: its 16 MB of weights at 1555 GB/s × 70 %)."""
+    a100 = find_gpu("A100-PCIE-40GB")
+    conv = Layer(name="conv", type="Conv2d", parameters=1_000, input_shape=[3, 32, 32], output_shape=[64, 32, 32],
+                 flops=1_000_000_000, dtype_bytes=4)
+    fc = Layer(name="fc", type="Linear", parameters=4_000_000, input_shape=[1000], output_shape=[4000],
+               flops=8_000_000, dtype_bytes=4)
+    c = T.layer_time(conv, 64, a100, False, 1, 0.4, 0.7)
+    assert c.precision == "tf32" and c.flops_ms == pytest.approx(64e9 / (156e12 * 0.4) * 1e3)      # 1.026 ms
+    # bytes: weights 4 kB + (input 3072 + output 65536 × (1 + 2 activation passes)) × 64 × 4 B = 51.1 MB
+    assert c.bytes_ms == pytest.approx((4_000 + (3_072 + 65_536 * 3) * 64 * 4) / (1555e9 * 0.7) * 1e3)
+    assert not c.memory_bound and c.ms == c.flops_ms
+    f = T.layer_time(fc, 2, a100, False, 1, 0.4, 0.7)
+    assert f.precision == "fp32" and f.flops_ms == pytest.approx(16e6 / (19.5e12 * 0.4) * 1e3)     # 0.002 ms
+    assert f.memory_bound and f.ms == pytest.approx((16e6 + (1000 + 4000 * 3) * 2 * 4) / (1555e9 * 0.7) * 1e3)
+    back = T.layer_time(conv, 64, a100, False, 2, 0.4, 0.7)
+    assert back.flops_ms == pytest.approx(2 * c.flops_ms) and back.bytes_ms == pytest.approx(2 * c.bytes_ms)
+    assert T.layer_time(conv, 64, a100, True, 1, 0.4, 0.7).precision == "fp16"                    # AMP
+    v100 = find_gpu("V100-SXM2-32GB")
+    assert T.layer_time(conv, 64, v100, False, 1, 0.4, 0.7).precision == "fp32"                   # no TF32 before Ampere
+
+
+def test_analytic_gpu_forward_is_the_sum_of_its_layers() -> None:
+    """A CPU profile predicted on an A100: forward = Σ per-layer max(FLOPs, bytes) of LAYERS (conv 300, linear 100
+    FLOPs per image, 1 M and 10 M parameters: both memory-bound), backward twice that."""
+    p = profile_of(cpu_run())
+    p.model = ModelInfo(parameters=11_000_000, parameter_bytes=44_000_000, layers=LAYERS)
+    a100 = find_gpu("A100-PCIE-40GB")
+    pred = predict(p, Target("single", 1, "cuda", 64, 5.0, 1, gpu=a100))
+    moved = (4_000_000 + (1 + 3) * 64 * 4) + (40_000_000 + (1 + 3) * 64 * 4)      # weights + activations, bytes
+    assert term(pred, "forward").ms == pytest.approx(moved / (1555e9 * 0.7) * 1e3)
+    assert term(pred, "backward").ms == pytest.approx(2 * term(pred, "forward").ms)
+    assert "memory-bound: a, b" in term(pred, "forward").basis and "1 layer(s) in tf32" in term(pred, "forward").basis

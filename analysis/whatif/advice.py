@@ -1,21 +1,26 @@
 """Cluster advice: the GPU configuration with the most images per GPU-hour and the fastest, as lines to paste.
 
-The numbers come from the predictions (rate, memory per device, the loader's cores) and the input
-run's measured peak RSS; the macros are condor/profile.sub's (SWEEP, WORKERS, JOB_CPUS,
-MEMORY_PER_GPU_GB, GPU_MIN_MEMORY), so the job asks for what the prediction says it needs.
+Each configuration is first provisioned: predicted again at the smallest CPU request past which data
+loading stops binding (its DataLoader workers raised to use those cores), and ranked on that
+prediction -- so the advice quotes the rate its own request_cpus and workers give, and asking the
+what-if again at them returns the same numbers and the same request (a fixed point). The macros are
+condor/profile.sub's (SWEEP, WORKERS, JOB_CPUS, MEMORY_PER_GPU_GB, GPU_MIN_MEMORY).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from analysis.whatif.predict import Prediction
+from analysis.whatif.predict import Prediction, predict
+from analysis.whatif.profile import Profile
 from analysis.whatif.terms import ceil_gb
 from profiler.contract import vocab
 
 RSS_MARGIN = 1.25          # host memory: the measured peak RSS per training process + 25 %
 GPU_MEMORY_MARGIN = 1.2    # device memory: the predicted floor + 20 % (allocator, cuDNN workspaces)
-LOADER_MARGIN = 1.25       # DataLoader cores: the predicted need + 25 %
+MAX_LOADER_CORES = 256     # the search's ceiling on the loader's cores per job
+KNEE = 1.001               # a step within 0.1 % of the best any CPU request gives: data loading no longer binds
 SWEEP_FILE = "condor/whatif.txt"
 
 
@@ -31,11 +36,39 @@ class Advice:
     lines: list[str]           # submit-file lines, then the shell lines that queue it
 
 
-def advise_one(label: str, p: Prediction, peak_rss_mib: float | None) -> Advice:
+def _at(prof: Profile, p: Prediction, loader_cores: int) -> Prediction:
+    """p's configuration with `loader_cores` CPUs beside its training processes, and workers to use them."""
     t = p.target
-    loader = math.ceil(p.loader_cores_needed * LOADER_MARGIN) if p.loader_cores_needed is not None else t.workers
-    workers = max(t.workers, math.ceil(loader / t.processes)) if loader else t.workers
-    cpus = t.processes + max(loader, 1 if workers else 0)
+    workers = max(t.workers, math.ceil(loader_cores / t.processes)) if loader_cores else t.workers
+    return predict(prof, replace(t, cpus=float(t.processes + loader_cores), workers=workers))
+
+
+def provision(prof: Profile, p: Prediction) -> Prediction:
+    """p at the smallest CPU request (training processes + loader cores) past which more CPUs no longer
+    shorten the step: data loading has stopped binding. The step only falls as cores are added, so
+    the knee is found by bisection between 1 loader core and MAX_LOADER_CORES."""
+    best = _at(prof, p, MAX_LOADER_CORES)
+    lo, hi = 1, MAX_LOADER_CORES          # hi: known past the knee
+    if _at(prof, p, lo).step_ms <= best.step_ms * KNEE:
+        return _at(prof, p, lo)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _at(prof, p, mid).step_ms <= best.step_ms * KNEE:
+            hi = mid
+        else:
+            lo = mid
+    return _at(prof, p, hi)
+
+
+def provisioned(results: Sequence[tuple[Profile, list[Prediction]]]) -> list[tuple[Prediction, Prediction]]:
+    """(as asked, provisioned) for every GPU prediction."""
+    return [(p, provision(prof, p)) for prof, preds in results for p in preds if p.target.device_type == vocab.CUDA]
+
+
+def advise_one(label: str, p: Prediction, peak_rss_mib: float | None) -> Advice:
+    """The request lines of a provisioned prediction: its own CPUs and workers, nothing added."""
+    t = p.target
+    cpus, workers = int(t.cpus), t.workers
     mem = ceil_gb(peak_rss_mib * 1024 * 1024 * t.processes, RSS_MARGIN) if peak_rss_mib else None
     gmem = ceil_gb(p.memory_bytes, GPU_MEMORY_MARGIN) if p.memory_bytes else None
     per_gpu = math.ceil(mem / t.devices) if mem else None
@@ -54,9 +87,10 @@ def advise_one(label: str, p: Prediction, peak_rss_mib: float | None) -> Advice:
     return Advice(label, p, t.devices, cpus, mem, gmem, workers, lines)
 
 
-def advise(preds: list[Prediction], peak_rss_mib: float | None) -> list[Advice]:
-    """The cheapest (images per GPU-hour) and, when another, the fastest GPU configuration; [] without GPU ones."""
-    gpu = [p for p in preds if p.target.device_type == vocab.CUDA and p.memory_fits is not False]
+def advise(pairs: Sequence[tuple[Prediction, Prediction]], peak_rss_mib: float | None) -> list[Advice]:
+    """The cheapest (images per GPU-hour) and, when another, the fastest GPU configuration, each ranked
+    and quoted at its provisioned allocation (pairs: provisioned()); [] without GPU ones."""
+    gpu = [prov for _, prov in pairs if prov.memory_fits is not False]
     if not gpu:
         return []
     cheap = max(gpu, key=lambda p: (p.images_per_device_hour, -p.target.devices))

@@ -17,7 +17,7 @@ from analysis.run.analyse import analyse_runs
 from analysis.run.discover import require_runs
 from analysis.run.scaling import attach_speedups, run_metrics
 from analysis.whatif import wording
-from analysis.whatif.advice import advise
+from analysis.whatif.advice import advise, provisioned
 from analysis.whatif.ask import Ask, predictions
 from analysis.whatif.check import check_runs
 from analysis.datasheet import find_gpu, names
@@ -128,11 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     checks, _, notes = check_runs(runs, metrics)
     notes = [n for p, _ in results for n in p.notes] + notes + [f"skipped: {x}" for x in problems]
-    preds = [x for _, ps in results for x in ps]
     rss = next((p.peak_rss_mib for p in inputs if p.peak_rss_mib), None)
-    advice = advise(preds, rss)
+    pairs = provisioned(results)
+    advice = advise(pairs, rss)
     if args.format == "json":
-        sys.stdout.write(encode_json(wording.to_json(results, checks, advice, notes)).decode())
+        sys.stdout.write(encode_json(wording.to_json(results, checks, advice, notes, pairs)).decode())
     else:
-        print(wording.render_text(results, checks, advice, notes))
+        print(wording.render_text(results, checks, advice, notes, pairs))
     return 0

@@ -208,6 +208,19 @@ def predict(p: Profile, t: Target) -> Prediction:
     return pred
 
 
+def _layers_basis(times: list[T.LayerTime], spec: GpuSpec, images: int, passes: int) -> str:
+    by = {}
+    for x in times:
+        by.setdefault(x.precision, []).append(x)
+    parts = [f"{len(v)} layer(s) in {k} ({spec.peak_tflops(k):g} TFLOPS)" for k, v in sorted(by.items())]
+    bound = [x.name for x in times if x.memory_bound]
+    return (f"{ANALYTIC}: per layer of the layer table, {'2 × ' if passes == 2 else ''}max(FLOPs × {images} images "
+            f"÷ ({spec.name} peak of its precision × {COMPUTE_EFFICIENCY:.0%}), bytes ÷ ({spec.memory_gbps:g} GB/s × "
+            f"{MEMORY_EFFICIENCY:.0%})), efficiencies stated: " + ", ".join(parts)
+            + " (cuDNN convolutions in TF32 by default on Ampere+, matmuls fp32 unless allow_tf32 or AMP)"
+            + (f"; memory-bound: {', '.join(bound)}" if bound else "; none memory-bound"))
+
+
 def _compute_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> bool:
     """Forward, backward, loss and optimizer; True when CPU DDP's terms came from the calibrated ranks
     (the all-reduce included)."""
@@ -215,14 +228,22 @@ def _compute_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> bool:
         c.spec, c.model, c.pbytes, c.notes, c.procs, c.threads, c.calib, c.curve, c.own, c.b)
     if c.analytic:
         assert spec is not None
-        f = _flops(p)
-        peak = spec.fp16_tflops if p.amp else spec.fp32_tflops
-        eff = f"÷ ({spec.name} {peak:g} TFLOPS {'fp16' if p.amp else 'fp32'} datasheet × {COMPUTE_EFFICIENCY:.0%} " \
-              f"efficiency, stated)"
-        out.append(Term("forward", vocab.COMPUTE, T.flops_ms(f * b, peak, COMPUTE_EFFICIENCY),
-                        f"{ANALYTIC}: {f / 1e9:.2f} GFLOP per image (layer table) × {b} images {eff}"))
-        out.append(Term("backward", vocab.COMPUTE, T.flops_ms(2 * f * b, peak, COMPUTE_EFFICIENCY),
-                        f"{ANALYTIC}: 2 × forward FLOPs × {b} images {eff}"))
+        layers = model.layers if model is not None and model.layers else None
+        if layers:
+            for name, passes in (("forward", 1), ("backward", 2)):
+                times = [T.layer_time(la, b, spec, p.amp, passes, COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY)
+                         for la in layers]
+                out.append(Term(name, vocab.COMPUTE, sum(x.ms for x in times), _layers_basis(times, spec, b, passes)))
+        else:
+            f = _flops(p)
+            peak = spec.fp16_tflops if p.amp else spec.fp32_tflops
+            eff = f"÷ ({spec.name} {peak:g} TFLOPS {'fp16' if p.amp else 'fp32'} datasheet × {COMPUTE_EFFICIENCY:.0%} " \
+                  f"efficiency, stated)"
+            out.append(Term("forward", vocab.COMPUTE, T.flops_ms(f * b, peak, COMPUTE_EFFICIENCY),
+                            f"{ANALYTIC}: {f / 1e9:.2f} GFLOP per image (model.forward_flops, no layer table) × {b} "
+                            f"images {eff}"))
+            out.append(Term("backward", vocab.COMPUTE, T.flops_ms(2 * f * b, peak, COMPUTE_EFFICIENCY),
+                            f"{ANALYTIC}: 2 × forward FLOPs × {b} images {eff}"))
         params = (model.parameters if model is not None and model.parameters else (pbytes or 0) // 4)
         if not params:
             raise WhatIfError(f"{p.run_dir}: run.json has no parameter count: cannot predict the optimizer on a GPU")

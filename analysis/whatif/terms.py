@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analysis.datasheet import GpuSpec, Precision
 from profiler.contract.allreduce import ring_allreduce_bytes  # noqa: F401  (a term of the model)
 from profiler.contract.runjson import Layer, StepTimes, ThreadScaling
 
@@ -106,6 +107,48 @@ def threads_per_process(cpus: float, processes: int) -> int:
 
 def flops_ms(flops: float, tflops: float, efficiency: float) -> float:
     return flops / (tflops * 1e12 * efficiency) * 1e3
+
+
+ACTIVATION_PASSES = 2      # the activation after a Conv/Linear (ReLU) reads and writes its output once (stated)
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One layer of the layer table on a GPU: the slower of its FLOPs at the precision torch runs it in
+    and its bytes at the memory bandwidth, each at a stated share of the datasheet figure."""
+
+    name: str
+    precision: str              # "fp16" | "tf32" | "fp32"
+    flops_ms: float
+    bytes_ms: float
+
+    @property
+    def ms(self) -> float:
+        return max(self.flops_ms, self.bytes_ms)
+
+    @property
+    def memory_bound(self) -> bool:
+        return self.bytes_ms > self.flops_ms
+
+
+def layer_precision(layer_type: str, has_tf32: bool, amp: bool) -> Precision:
+    """torch's defaults: AMP runs in fp16; cuDNN convolutions in TF32 on Ampere and later
+    (torch.backends.cudnn.allow_tf32 defaults True); matmuls in fp32 (cuda.matmul.allow_tf32 defaults False)."""
+    if amp:
+        return "fp16"
+    return "tf32" if has_tf32 and layer_type.startswith("Conv") else "fp32"
+
+
+def layer_time(layer: Layer, images: int, spec: GpuSpec, amp: bool, passes: int, compute_efficiency: float,
+               memory_efficiency: float) -> LayerTime:
+    """passes: 1 forward, 2 backward (input and weight gradients: twice the FLOPs and the traffic)."""
+    precision = layer_precision(layer.type, spec.tf32_tflops is not None, amp)
+    flops = layer.flops * images * passes
+    dtype = 2 if amp else layer.dtype_bytes
+    moved = passes * (layer.parameters * dtype
+                      + (layer.input_elements + layer.output_elements * (1 + ACTIVATION_PASSES)) * images * dtype)
+    return LayerTime(layer.name, precision, flops_ms(flops, spec.peak_tflops(precision), compute_efficiency),
+                     moved / (spec.memory_gbps * 1e9 * memory_efficiency) * 1e3)
 
 
 def adam_bytes(parameters: int) -> int:

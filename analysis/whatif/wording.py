@@ -19,6 +19,8 @@ SHORT = {vocab.COMPUTE: "comp", vocab.COMMUNICATION: "comm", vocab.H2D_COPY: "h2
          vocab.HOST_OVERHEAD: "host"}
 PRED_HEADER = ["strategy", "devices", "batch", "per device", "step ms", "img/s", "speedup", "img/device-h",
                *[f"{s} ms" for s in SHORT.values()], "GB/step", "GB/device", "flags"]
+ADVISED_HEADER = ["strategy", "devices", "batch", "CPUs", "workers", "step ms", "img/s", "→ CPUs", "workers",
+                  "step ms", "img/s", "img/device-h"]
 CHECK_HEADER = ["run", "strategy", "devices", "batch", "predicted from", "predicted ms", "measured ms", "error"]
 CHECK_FOOT = ("predicted: python -m analysis.whatif from the 1-device run, term by term (its basis there); "
               "error = (predicted − measured) ÷ measured")
@@ -43,6 +45,19 @@ def prediction_row(p: Prediction) -> list[str]:
             f"{p.images_per_s:.1f}", f"{p.speedup:.2f}×", f"{p.images_per_device_hour:,.0f}",
             *[f"{parts[c]:.1f}" for c in SHORT], f"{p.bytes_per_step / 1e9:.3f}", f"{p.memory_bytes / 1e9:.2f}",
             flags(p)]
+
+
+def starved(pairs: Sequence[tuple[Prediction, Prediction]]) -> list[tuple[Prediction, Prediction]]:
+    """The pairs whose asked allocation starves the loader: the advised CPUs make the step shorter."""
+    return [(a, b) for a, b in pairs if b.step_ms * 1.001 < a.step_ms]
+
+
+def advised_row(asked: Prediction, advised: Prediction) -> list[str]:
+    t, u = asked.target, advised.target
+    unit = "gpu" if t.device_type == vocab.CUDA else vocab.CPU
+    return [t.strategy, f"{t.devices} {unit}", str(t.global_batch), f"{t.cpus:g}", str(t.workers),
+            f"{asked.step_ms:.1f}", f"{asked.images_per_s:.1f}", f"{u.cpus:g}", str(u.workers), f"{advised.step_ms:.1f}",
+            f"{advised.images_per_s:.1f}", f"{advised.images_per_device_hour:,.0f}"]
 
 
 def check_row(r: CheckRow) -> list[str]:
@@ -93,12 +108,14 @@ def advice_text(advice: Sequence[Advice]) -> list[str]:
                    f"{extra:+.2f} GPU-hours per million images")
     out.append("request_memory: the input run's peak RSS per training process × processes + 25 %; "
                "gpus_minimum_memory: the predicted memory per device + 20 %; request_cpus: one per training process + "
-               "the DataLoader's predicted cores + 25 %")
+               "the fewest DataLoader cores past which data loading stops binding, WORKERS raised to use them -- "
+               "the rates above are predicted at exactly that request")
     return out
 
 
 def render_text(profiles: Sequence[tuple[Profile, list[Prediction]]], checks: Sequence[CheckRow],
-                advice: Sequence[Advice], notes: Sequence[str] = ()) -> str:
+                advice: Sequence[Advice], notes: Sequence[str] = (),
+                pairs: Sequence[tuple[Prediction, Prediction]] = ()) -> str:
     out: list[str] = []
     for prof, preds in profiles:
         if out:
@@ -113,6 +130,10 @@ def render_text(profiles: Sequence[tuple[Profile, list[Prediction]]], checks: Se
             out += [f"  - note: {n}" for n in p.notes]
             if (line := energy_line(p)) is not None:
                 out.append(f"  - {line}")
+    short = starved(pairs)
+    if short:
+        out += ["", "As asked, and with the advised CPUs (the asked allocation starves the DataLoader):",
+                text_table(ADVISED_HEADER, [advised_row(a, b) for a, b in short], left=1)]
     if checks:
         out += ["", "What if vs measured:", text_table(CHECK_HEADER, [check_row(r) for r in checks], left=2),
                 check_summary(checks)]
@@ -146,7 +167,9 @@ def check_dict(r: CheckRow) -> dict[str, Any]:
 
 
 def advice_dict(a: Advice) -> dict[str, Any]:
-    return {"label": a.label, "configuration": prediction_dict(a.prediction)["strategy"], "devices": a.request_gpus,
+    p = a.prediction
+    return {"label": a.label, "configuration": p.target.strategy, "devices": a.request_gpus,
+            "step_ms": p.step_ms, "images_per_s": p.images_per_s, "images_per_device_hour": p.images_per_device_hour,
             "global_batch": a.prediction.target.global_batch, "request_gpus": a.request_gpus,
             "request_cpus": a.request_cpus, "request_memory_gb": a.request_memory_gb,
             "gpus_minimum_memory_gb": a.gpus_minimum_memory_gb, "workers": a.workers, "lines": list(a.lines),
@@ -154,8 +177,10 @@ def advice_dict(a: Advice) -> dict[str, Any]:
 
 
 def to_json(profiles: Sequence[tuple[Profile, list[Prediction]]], checks: Sequence[CheckRow],
-            advice: Sequence[Advice], notes: Sequence[str] = ()) -> dict[str, Any]:
+            advice: Sequence[Advice], notes: Sequence[str] = (),
+            pairs: Sequence[tuple[Prediction, Prediction]] = ()) -> dict[str, Any]:
     return {"input_runs": [p.name for p, _ in profiles],
             "predictions": [prediction_dict(x) for _, preds in profiles for x in preds],
+            "advised": [prediction_dict(b) for _, b in starved(pairs)],
             "checks": [check_dict(r) for r in checks], "check_summary": error_summary(list(checks)),
             "advice": [advice_dict(a) for a in advice], "notes": list(notes)}

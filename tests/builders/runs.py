@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.records import DeviceView, MemcpyStats, RunAnalysis, StepBreakdown, TraceAnalysis
-from analysis.run.samples import SampleSummary
+from analysis.records import DeviceView, MemcpyStats, RunAnalysis, SampleSummary, StepBreakdown, TraceAnalysis
 from builders.kineto import labelled_trace
 from profiler.contract import vocab
 from profiler.contract.runjson import (ConfigInfo, CpuAllocation, Environment, Layer, ModelInfo, Results, RunInfo,
@@ -119,3 +118,20 @@ def seed_model() -> ModelInfo:
     from models.train import model_description
 
     return model_description(1.0)
+
+
+MS = 1000.0   # µs per ms
+
+
+def gpu_run(name: str = "single-1gpu-b64", cpus: float = 5, workers: int = 4, batch: int = 64, model=None):
+    """A 1-GPU run: 100 ms steps, forward 20 / backward 40 / optimizer 10 / data_wait 1 ms, loader 2 CPU ms per image."""
+    info = run_info(name, "single", 1, batch, images_per_s=500.0, parameter_bytes=400_000_000, workers=workers,
+                    cpus=cpus)
+    if model is not None:
+        info.model = model
+    info.environment.gpus = []
+    tr = trace(step_us=100 * MS, shares={vocab.COMPUTE: 0.7}, gpus={0: 0.7},
+               phase={vocab.FORWARD: 20 * MS, vocab.BACKWARD: 40 * MS, vocab.OPTIMIZER: 10 * MS,
+                      vocab.DATA_WAIT: 1 * MS})
+    # the workers' cores: 2 ms per image at 500 images/s = 1.0 core
+    return run(name, [tr], info, samples=SampleSummary(rows=3, children_cpu_pct=100.0, peak_rss_mib=3000.0))
