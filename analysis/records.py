@@ -153,6 +153,8 @@ class TraceAnalysis:
     collectives: "list[Collective]" = field(default_factory=list)  # NCCL kernels / gloo spans in the steps, in order
     base_time_ns: int | None = None    # Kineto's baseTimeNanoseconds: unix ns = base + trace µs × 1000 (samples.csv's clock)
     ops: list[OpStat] = field(default_factory=list)               # every op in the steps, by name, phase, device
+    gpu_names: list[str] = field(default_factory=list)            # Kineto's deviceProperties, by CUDA index
+    loader_iterator: str | None = None     # "single-process" (0 workers) | "multi-process": torch's DataLoader span
 
     def mean_parts_us(self) -> dict[str, float]:
         n = max(len(self.steps), 1)

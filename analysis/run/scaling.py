@@ -143,6 +143,15 @@ def rank_skew(traces: list[TraceAnalysis]) -> StragglerFigures | None:
     return straggler(per_rank, walls, shares)
 
 
+def _workers_from_traces(traces: list[TraceAnalysis], notes: list[str]) -> int | None:
+    """DataLoader workers without run.json: 0 when torch's span names the single-process iterator."""
+    kinds = {t.loader_iterator for t in traces if t.loader_iterator}
+    if kinds == {"single-process"}:
+        notes.append("DataLoader workers: 0 (torch's span names _SingleProcessDataLoaderIter; no run.json)")
+        return 0
+    return None
+
+
 def run_metrics(run: RunAnalysis) -> RunMetrics:
     """The row for one run: run.json where present, else what the folder name and the traces say."""
     info: RunInfo | None = run.run
@@ -186,7 +195,8 @@ def run_metrics(run: RunAnalysis) -> RunMetrics:
     return RunMetrics(
         name=run.name, run_dir=str(run.run_dir), status=info.status if info else None, strategy=strategy,
         device_type=device_type, devices=devices, global_batch=global_batch, per_device_batch=per_device,
-        workers=cfg.workers if cfg else None, pin_memory=cfg.pin_memory if cfg else None,
+        workers=cfg.workers if cfg else _workers_from_traces(run.traces, notes),
+        pin_memory=cfg.pin_memory if cfg else None,
         amp=cfg.amp if cfg else None, cpus=alloc.cpus if alloc else None, cpus_source=alloc.source if alloc else None,
         tree_cpu_cores=samples.tree_cpu_cores, traces=len(run.traces),
         steps_profiled=sum(len(t.steps) for t in run.traces) // max(len(run.traces), 1),

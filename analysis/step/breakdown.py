@@ -144,6 +144,10 @@ def _phase_totals(ev: Events, W: iv.Intervals) -> dict[str, float]:
     dl = torch_dataloader_mask(ev.tr, ev.kind)
     if dl.any():
         totals[vocab.TORCH_DATALOADER] = iv.total(iv.intersect(ev.spans(dl), W))
+    if vocab.OPTIMIZER not in present:      # anyone's trace: torch.optim's own span stands for our label
+        opt = [i for i, n in enumerate(ev.tr.names) if n.startswith(vocab.TORCH_OPTIMIZER)]
+        if opt:
+            totals[vocab.TORCH_OPTIMIZER] = iv.total(iv.intersect(ev.spans(host & np.isin(ev.tr.name, opt)), W))
     return totals
 
 
@@ -173,6 +177,18 @@ def _comm_overlap(ev: Events, W: iv.Intervals, compute: iv.Intervals, has_gpu: b
     return iv.total(iv.intersect(ar, under)) / t if t > 0 else None
 
 
+_ITERATORS = (("enumerate(DataLoader)#_SingleProcessDataLoaderIter", "single-process"),
+              ("enumerate(DataLoader)#_MultiProcessingDataLoaderIter", "multi-process"))
+
+
+def loader_iterator(tr: Trace) -> str | None:
+    """Which DataLoader iterator torch's own span names: single-process means num_workers=0."""
+    for prefix, kind in _ITERATORS:
+        if any(n.startswith(prefix) for n in tr.names):
+            return kind
+    return None
+
+
 def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
     """Every view of one trace that the report needs (timeline=True: also the median step's spans for the plot)."""
     ev = resolve(tr)
@@ -192,6 +208,7 @@ def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
         collectives=collectives(tr, [(n, float(s), float(e)) for n, (s, e) in zip(numbers, windows)]),
         base_time_ns=tr.base_time_ns,
         ops=op_stats(ev, windows, has_gpu),
+        gpu_names=list(tr.device_names), loader_iterator=loader_iterator(tr),
     )
     if timeline and steps:
         ta.timeline, ta.timeline_step = step_timeline(ev, sets, ta)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 import msgspec
 import numpy as np
@@ -107,12 +107,22 @@ class TraceFile(msgspec.Struct):
     traceEvents: _events(_Event)  # type: ignore[valid-type]
     baseTimeNanoseconds: Union[int, None] = None
     distributedInfo: Union[DistInfo, None] = None
+    deviceProperties: Any = None       # Kineto's list of the GPUs it saw; any shape (device_names reads it)
 
 
 class _StrictTraceFile(msgspec.Struct):
     traceEvents: _events(_StrictEvent)  # type: ignore[valid-type]
     baseTimeNanoseconds: Union[int, None] = None
     distributedInfo: Union[DistInfo, None] = None
+    deviceProperties: Any = None
+
+
+def device_names(props: Any) -> tuple[str, ...]:
+    """The GPU names of Kineto's deviceProperties ([{"id": 0, "name": "Tesla V100-DGXS-32GB", ...}]), in
+    its order; () for anything else -- a producer's odd head never fails a trace."""
+    if not isinstance(props, list):
+        return ()
+    return tuple(p["name"] for p in props if isinstance(p, dict) and isinstance(p.get("name"), str))
 
 
 DOCUMENT = msgspec.json.Decoder(TraceFile)

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from analysis.trace.errors import TraceError
 from profiler.contract.runfiles import open_regular
 from analysis.trace.columns import (CHUNK_BYTES, Columns, DistInfo, NotChunkable, TraceFile, decode_document,
-                                   decode_stream, file_blocks, memory_blocks)
+                                    decode_stream, device_names, file_blocks, memory_blocks)
 
 @dataclass(frozen=True)
 class Distributed:
@@ -73,6 +73,7 @@ class Trace:
     tids: list[int | str]
     n_json_events: int              # every entry of traceEvents, timed or not
     distributed: Distributed | None = None   # Kineto's distributedInfo, when torch.distributed was up
+    device_names: tuple[str, ...] = ()       # Kineto's deviceProperties: the GPUs the process saw, by index
 
     def unix_ns(self, trace_us: float) -> int | None:
         """A trace-clock time in ns since the epoch (baseTimeNanoseconds + ts·1000), when the trace says."""
@@ -206,7 +207,8 @@ def _read_split(path: Path, jobs: int) -> Trace | None:
     last = parts[-1]
     pieces, keys, n_json = readsplit.merge(parts)
     del parts
-    return build_trace(path, pieces, keys, n_json, last.base_time_ns, _distributed(last.distributed))
+    return build_trace(path, pieces, keys, n_json, last.base_time_ns, _distributed(last.distributed),
+                       last.device_names)
 
 
 def parse_trace(raw: bytes | bytearray, path: Path | str = "<memory>", chunk_bytes: int = CHUNK_BYTES) -> Trace:
@@ -228,7 +230,7 @@ def parse_trace(raw: bytes | bytearray, path: Path | str = "<memory>", chunk_byt
 
 def _finish(path: Path, cols: Columns, doc: TraceFile) -> Trace:
     base, dist = doc.baseTimeNanoseconds, _distributed(doc.distributedInfo)
-    return build_trace(path, cols.parts, cols.keys(), cols.n_json, base, dist)
+    return build_trace(path, cols.parts, cols.keys(), cols.n_json, base, dist, device_names(doc.deviceProperties))
 
 
 def _gathered(pieces: dict[str, list[NDArray]], take: NDArray[np.intp] | None) -> dict[str, NDArray]:
@@ -275,7 +277,7 @@ TIME_LIMIT_US = 1e18    # µs (31,000 years): an event's start or duration past 
 
 
 def build_trace(path: Path, pieces: dict[str, list[NDArray]], keys: dict[str, list], n_json: int,
-                base: int | None, dist: Distributed | None) -> Trace:
+                base: int | None, dist: Distributed | None, gpus: tuple[str, ...] = ()) -> Trace:
     """The decoded column pieces (emptied as they are used) -> a Trace: untimed events dropped,
     events in start order, times relative to the first."""
     ts_parts = pieces.pop("ts")
@@ -309,5 +311,5 @@ def build_trace(path: Path, pieces: dict[str, list[NDArray]], keys: dict[str, li
         pid=c["pid"], tid=c["tid"], device=c["device"], cat=c["cat"], name=c["name"],
         corr=c["corr"], nbytes=c["nbytes"],
         names=keys["name"], cats=keys["cat"], pids=keys["pid"], tids=keys["tid"],
-        n_json_events=n_json, distributed=dist,
+        n_json_events=n_json, distributed=dist, device_names=gpus,
     )

@@ -31,8 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.trace.columns import (CHUNK_BYTES, COLUMN_TYPES, COLUMNS, HEAD_LIMIT, INTERNED, Columns, DistInfo,
-                                   EntryCuts, Interner, NotChunkable, add_entries, decode_document, decode_stream,
-                                   document_head, file_blocks, first_boundary)
+                                    EntryCuts, Interner, NotChunkable, add_entries, decode_document, decode_stream,
+                                    device_names, document_head, file_blocks, first_boundary)
 from profiler.contract.runfiles import open_regular
 
 SPLIT_MIN_BYTES = 64 << 20      # below this a second process costs more than it saves
@@ -62,6 +62,7 @@ class Decoded:
     placed: dict[str, tuple[int, int, str]] | None = None   # or where they lie in the shared map
     base_time_ns: int | None = None
     distributed: DistInfo | None = None
+    device_names: tuple[str, ...] = ()
 
     shared: mmap.mmap | None = None                         # that map, in the parent
 
@@ -162,6 +163,7 @@ def _decoded(cols: Columns, doc, share: bool = True) -> Decoded:
     out = Decoded({} if placed else cols.parts, {c: list(t) for c, t in cols.tables.items()}, cols.n_json, placed)
     if doc is not None:
         out.base_time_ns, out.distributed = doc.baseTimeNanoseconds, doc.distributedInfo
+        out.device_names = device_names(doc.deviceProperties)
     return out
 
 

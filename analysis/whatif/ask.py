@@ -59,7 +59,7 @@ def targets(prof: Profile, ask: Ask, gpu: GpuSpec | None) -> list[Target]:
             procs = n if s == vocab.DDP else 1
             if ask.cpus is not None:
                 cpus = ask.cpus
-            elif device_type == prof.device_type:
+            elif device_type == prof.device_type and prof.cpus_known:
                 cpus = prof.cpus
             else:
                 cpus = float(procs * (workers + 1)) if s == vocab.DDP else float(n * (workers + 1))
@@ -78,7 +78,7 @@ def predictions(runs: list[RunAnalysis], metrics: list[RunMetrics], ask: Ask, gp
     problems: list[str] = []
     for r, m in zip(runs, metrics):
         try:
-            profiles.append(profile_of(r, m))
+            profiles.append(profile_of(r, m, ask.global_batch, ask.batch_per_device))
         except WhatIfError as exc:
             problems.append(str(exc) + (f" ({r.errors[0]})" if r.errors else ""))
     if not profiles:

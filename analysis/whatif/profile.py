@@ -32,6 +32,7 @@ class Profile:
     per_device_batch: int
     processes: int
     cpus: float                       # the job's CPU allocation (run.json), else the threads
+    cpus_known: bool                  # False: no run.json said (anyone's trace): targets default their CPUs
     threads: int                      # compute threads per process
     threads_basis: str
     workers: int
@@ -77,12 +78,14 @@ def _threads(m: RunMetrics, cpus: float) -> tuple[int, str]:
                + (f" ÷ {m.processes} processes" if m.processes > 1 else ""))
 
 
-def _loader(run: RunAnalysis, m: RunMetrics, data_wait_ms: float) -> tuple[float | None, str]:
+def _loader(run: RunAnalysis, m: RunMetrics, data_wait_ms: float, global_batch: int) -> tuple[float | None, str]:
     """The loader's CPU ms per image: its workers' CPU (samples.csv children) ÷ the run's images/s."""
     workers = m.workers or 0
     if workers == 0:
-        return data_wait_ms / m.global_batch, (f"workers=0: the training process loads: ss:data_wait "
-                                               f"{data_wait_ms:.1f} ms ÷ {m.global_batch} images in {m.name}")
+        span = "ss:data_wait" if vocab.DATA_WAIT in m.phase_ms or vocab.TORCH_DATALOADER not in m.phase_ms \
+            else "the exposed wait under torch's DataLoader span"
+        return data_wait_ms / global_batch, (f"workers=0: the training process loads: {span} "
+                                             f"{data_wait_ms:.1f} ms ÷ {global_batch} images in {m.name}")
     kids = run.samples.children_cpu_pct
     if m.strategy == vocab.DDP or m.processes > 1:
         return None, f"the DataLoader's CPU cost is not separable in {m.name} (DDP ranks are child processes too)"
@@ -97,19 +100,59 @@ def _loader(run: RunAnalysis, m: RunMetrics, data_wait_ms: float) -> tuple[float
                   f"proc/children) ÷ {rate:.1f} images/s in {m.name}")
 
 
-def profile_of(run: RunAnalysis, m: RunMetrics | None = None) -> Profile:
-    """The Profile of a measured run; WhatIfError when it has no profiled steps or no batch."""
+def _batch(m: RunMetrics, global_batch: int | None, batch_per_device: int | None,
+           notes: list[str]) -> tuple[int, int] | None:
+    """(global, per device): the run's, else what the user states (--global-batch / --batch-per-device)."""
+    if m.global_batch and m.per_device_batch:
+        return m.global_batch, m.per_device_batch
+    if global_batch:
+        per = global_batch // max(m.devices, 1)
+        notes.append(f"{m.name}: batch {global_batch} as stated (--global-batch): the run does not record it")
+        return global_batch, per
+    if batch_per_device:
+        notes.append(f"{m.name}: batch {batch_per_device} per device as stated (--batch-per-device): the run does "
+                     "not record it")
+        return batch_per_device * max(m.devices, 1), batch_per_device
+    return None
+
+
+def _torch_phases(m: RunMetrics, notes: list[str]) -> tuple[float, float, float, float, float] | None:
+    """Anyone's trace without our labels: (forward, loss, backward, optimizer, data_wait) from torch's own
+    spans -- the DataLoader's exposed wait, torch.optim's step, the rest of the step as forward + backward."""
+    ph = m.phase_ms
+    if vocab.TORCH_DATALOADER not in ph and vocab.TORCH_OPTIMIZER not in ph:
+        return None
+    data = m.parts_ms.get(vocab.DATA_LOADING, 0.0)
+    opt = ph.get(vocab.TORCH_OPTIMIZER, 0.0)
+    rest = max(0.0, (m.step_ms or 0.0) - data - opt)
+    notes.append(f"{m.name}: no ss: labels: phases from torch's own spans (DataLoader wait {data:.1f} ms exposed, "
+                 f"Optimizer.step {opt:.1f} ms), forward + backward = the rest of the step ({rest:.1f} ms, not split)")
+    return rest, 0.0, 0.0, opt, data
+
+
+def profile_of(run: RunAnalysis, m: RunMetrics | None = None, global_batch: int | None = None,
+               batch_per_device: int | None = None) -> Profile:
+    """The Profile of a measured run; WhatIfError when it has no profiled steps or no batch.
+    global_batch / batch_per_device: what the user states for a run that does not record its batch."""
     m = m if m is not None else run_metrics(run)
     if m.step_ms_source != "trace" or not m.step_ms:
         raise WhatIfError(f"{run.run_dir}: no profiled steps (no trace with ProfilerStep): nothing to scale")
-    if not m.global_batch or not m.per_device_batch:
-        raise WhatIfError(f"{run.run_dir}: the batch size is unknown (no run.json, folder name not <strategy>-<N>"
-                          "<gpu|cpu>-b<batch>)")
-    ph = m.phase_ms
     notes: list[str] = []
+    batch = _batch(m, global_batch, batch_per_device, notes)
+    if batch is None:
+        raise WhatIfError(f"{run.run_dir}: the batch size is unknown (no run.json, folder name not <strategy>-<N>"
+                          "<gpu|cpu>-b<batch>): pass --global-batch or --batch-per-device")
+    gb, per_device = batch
+    ph = m.phase_ms
     fwd, loss, bwd, opt = (ph.get(k, 0.0) for k in (vocab.FORWARD, vocab.LOSS, vocab.BACKWARD, vocab.OPTIMIZER))
-    if fwd + bwd <= 0:
-        raise WhatIfError(f"{run.run_dir}: no ss:forward / ss:backward labels in the trace: per-phase time unknown")
+    data_wait, h2d = ph.get(vocab.DATA_WAIT, 0.0), ph.get(vocab.H2D, 0.0)
+    torch_only = fwd + bwd <= 0
+    if torch_only:
+        phases = _torch_phases(m, notes)
+        if phases is None:
+            raise WhatIfError(f"{run.run_dir}: no ss:forward / ss:backward labels and no torch DataLoader or optimizer "
+                              "spans in the trace: per-phase time unknown")
+        fwd, loss, bwd, opt, data_wait = phases
     comm = m.parts_ms.get(vocab.COMMUNICATION, 0.0)
     if m.strategy in vocab.DP_STRATEGIES:
         internals = sum(ph.get(k, 0.0) for k in (vocab.SCATTER, vocab.REPLICATE, vocab.GATHER))
@@ -118,26 +161,28 @@ def profile_of(run: RunAnalysis, m: RunMetrics | None = None) -> Profile:
     if m.strategy == vocab.DDP and comm > 0:
         bwd = max(0.0, bwd - comm)
         notes.append(f"{m.name}: backward without its exposed all-reduce ({comm:.1f} ms)")
-    data_wait, h2d = ph.get(vocab.DATA_WAIT, 0.0), ph.get(vocab.H2D, 0.0)
     accounted = fwd + loss + bwd + opt + data_wait + h2d + (comm if m.strategy == vocab.DDP else 0.0)
     if m.strategy in vocab.DP_STRATEGIES:
         accounted += sum(ph.get(k, 0.0) for k in (vocab.SCATTER, vocab.REPLICATE, vocab.GATHER))
     info = run.run
     env = info.environment if info is not None else None
+    cpus_known = bool(m.cpus) or env is not None
     cpus = m.cpus if m.cpus else float(env.cpu_count or 1) if env is not None else 1.0
     threads, threads_basis = _threads(m, cpus)
-    loader, loader_basis = _loader(run, m, data_wait)
+    loader, loader_basis = _loader(run, m, data_wait, gb)
     mem = run.samples.gpu_mem_used_mib_max
     gpus = list(env.gpus) if env is not None else []
+    traced_names = [n for t in run.traces for n in t.gpu_names]
     return Profile(
         name=m.name, run_dir=m.run_dir, strategy=m.strategy, device_type=m.device_type, devices=m.devices,
-        global_batch=m.global_batch, per_device_batch=m.per_device_batch, processes=m.processes, cpus=cpus,
+        global_batch=gb, per_device_batch=per_device, processes=m.processes, cpus=cpus, cpus_known=cpus_known,
         threads=threads, threads_basis=threads_basis, workers=m.workers or 0, step_ms=m.step_ms,
-        images_per_s=m.global_batch / (m.step_ms / 1e3), forward_ms=fwd, loss_ms=loss, backward_ms=bwd,
+        images_per_s=gb / (m.step_ms / 1e3), forward_ms=fwd, loss_ms=loss, backward_ms=bwd,
         optimizer_ms=opt, data_wait_ms=data_wait, h2d_ms=h2d, host_ms=max(0.0, m.step_ms - accounted),
         amp=bool(m.amp), model=info.model if info is not None else None,
         calibration=info.calibration if info is not None else None, gpus=gpus,
         gpu_name=next((g.name for g in gpus if g.name), None) or next(
-            (d.name for d in (env.cuda_devices if env is not None else []) if d.name), None),
+            (d.name for d in (env.cuda_devices if env is not None else []) if d.name), None) or next(
+            iter(traced_names), None),
         bandwidths=link_bandwidths(run), loader_ms_per_image=loader, loader_basis=loader_basis,
         peak_rss_mib=run.samples.peak_rss_mib, device_mem_mib=max(mem.values()) if mem else None, notes=notes)

@@ -77,8 +77,9 @@ def check_summary(rows: Sequence[CheckRow]) -> str:
 def profile_line(p: Profile) -> str:
     unit = "gpu" if p.device_type == vocab.CUDA else vocab.CPU
     return (f"What if, from {p.name} ({p.strategy}, {p.devices} {unit}, batch {p.global_batch}"
-            + (f", {p.gpu_name}" if p.gpu_name else "") + f", {p.threads} thread(s) per process, {p.cpus:g} CPUs, "
-            f"{p.workers} worker(s)): measured step {p.step_ms:.1f} ms, {p.images_per_s:.1f} images/s")
+            + (f", {p.gpu_name}" if p.gpu_name else "") + f", {p.threads} thread(s) per process, "
+            + (f"{p.cpus:g} CPUs, " if p.cpus_known else "CPUs not recorded, ")
+            + f"{p.workers} worker(s)): measured step {p.step_ms:.1f} ms, {p.images_per_s:.1f} images/s")
 
 
 def energy_line(p: Prediction) -> str | None:

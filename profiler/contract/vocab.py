@@ -58,6 +58,7 @@ DEFAULT_SCHEDULE: Final = ScheduleDefaults()
 # --- labels torch adds itself (prefixes) -------------------------------------
 TORCH_PROFILER_STEP: Final = "ProfilerStep#"
 TORCH_DATALOADER: Final = "enumerate(DataLoader)#"
+TORCH_OPTIMIZER: Final = "Optimizer.step#"          # torch.optim's own span around step()
 TORCH_DP_FORWARD: Final = "DataParallel.forward"
 TORCH_DDP_FORWARD: Final = "DistributedDataParallel.forward"
 
