@@ -9,7 +9,7 @@ then asks `python -m analysis.whatif` for ddp at 2 processes from each input and
 ddp run's measured step. Figures go to the "## What-if accuracy" section of benchmarks/RESULTS.md
 (other sections kept).
 
-    python benchmarks/whatif_accuracy.py                      # the default grid (~25 min on 2 cores)
+    python benchmarks/whatif_accuracy.py                      # the default grid, 3 repeats (~20 min on 2 cores)
     python benchmarks/whatif_accuracy.py --widths 0.25 --batches 32 --no-write
 """
 from __future__ import annotations
@@ -54,17 +54,29 @@ def train(out: Path, name: str, width: float, batch: int, strategy: str, gpus: i
     return out / name
 
 
-def measured_step_ms(run: Path) -> float:
+PHASES = ("forward", "backward", "optimizer")     # the terms compared one by one with the measured phases
+
+
+def measured(run: Path) -> tuple[float, dict[str, float]]:
+    """The run's step and its phases (ms per step, mean over the ranks) from the report's JSON."""
     res = _run([sys.executable, "-m", "analysis.report", str(run), "--format", "json", "--no-html"])
-    return float(json.loads(res.stdout)["runs"][0]["step_ms"])
+    row = json.loads(res.stdout)["runs"][0]
+    return float(row["step_ms"]), {k: float(row["phase_ms"].get(f"ss:{k}", 0.0)) for k in PHASES}
 
 
-def predicted_step_ms(run: Path, batch: int, cpus: int) -> float:
+def predicted(run: Path, batch: int, cpus: int) -> tuple[float, dict[str, float]]:
+    """The ddp × 2 prediction's step and its forward / backward / optimizer terms."""
     res = _run([sys.executable, "-m", "analysis.whatif", str(run), "--strategy", "ddp", "--devices", "2",
                 "--global-batch", str(batch), "--cpus", str(cpus), "--format", "json"])
     doc = json.loads(res.stdout)
     pred = next(p for p in doc["predictions"] if p["strategy"] == "ddp" and p["devices"] == 2)
-    return float(pred["step_ms"])
+    terms = {t["name"]: float(t["ms"]) for t in pred["terms"]}
+    return float(pred["step_ms"]), {k: terms.get(k, 0.0) for k in PHASES}
+
+
+def spread(values: list[float]) -> float:
+    """(max − min) ÷ median of repeated measurements: how far apart identical runs land."""
+    return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
 
 
 def machine() -> str:
@@ -76,38 +88,50 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--widths", default="0.25,0.5,1.0", help="model widths (1.0 = the seed model)")
     p.add_argument("--batches", default="32,64", help="global batches")
-    p.add_argument("--repeats", type=int, default=2, help="times each ddp run is measured (their mean is compared)")
+    p.add_argument("--repeats", type=int, default=3, help="times each ddp run is measured, at least 3 (the "
+                   "prediction is scored against their median; their spread is shown beside the error)")
     p.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
+    if args.repeats < 3:
+        p.error("--repeats must be at least 3: one run of a configuration is not its step time on this machine")
     cores = len(os.sched_getaffinity(0))
     out = args.keep or Path(tempfile.mkdtemp(prefix="whatif-acc-"))
-    rows: list[tuple[float, int, str, float, float, float]] = []
+    rows: list[tuple[float, int, str, float, float, float, float]] = []
     spreads: list[tuple[float, int, list[float]]] = []
+    terms: list[tuple[float, int, str, dict[str, float], dict[str, float]]] = []
     started = time.time()
     for width in (float(w) for w in args.widths.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):
             tag = f"w{width:g}-b{batch}"
-            repeats = [measured_step_ms(train(out, f"ddp-2cpu-b{batch}-{tag}-r{r}", width, batch, "ddp", 2))
-                       for r in range(args.repeats)]
-            measured = statistics.mean(repeats)
-            spreads.append((width, batch, repeats))
+            runs = [measured(train(out, f"ddp-2cpu-b{batch}-{tag}-r{r}", width, batch, "ddp", 2))
+                    for r in range(args.repeats)]
+            steps = [s for s, _ in runs]
+            step = statistics.median(steps)
+            phases = {k: statistics.median(ph[k] for _, ph in runs) for k in PHASES}
+            spreads.append((width, batch, steps))
             for label, threads in ((f"{cores} threads", None), ("1 thread", 1)):
                 single = train(out, f"single-1cpu-b{batch}-{tag}{'-1t' if threads else ''}", width, batch, "single", 1,
                                threads)
-                predicted = predicted_step_ms(single, batch, cores)
-                err = predicted / measured - 1
-                rows.append((width, batch, label, predicted, measured, err))
-                print(f"width {width:g} batch {batch} {label}: predicted {predicted:.0f} ms, measured {measured:.0f} ms, "
-                      f"error {err * 100:+.1f} %", flush=True)
+                pred, pred_terms = predicted(single, batch, cores)
+                err = pred / step - 1
+                rows.append((width, batch, label, pred, step, err, spread(steps)))
+                terms.append((width, batch, label, pred_terms, phases))
+                print(f"width {width:g} batch {batch} {label}: predicted {pred:.0f} ms, measured {step:.0f} ms "
+                      f"(median of {len(steps)}, spread {spread(steps) * 100:.0f} %), error {err * 100:+.1f} %", flush=True)
     errs = [abs(r[5]) for r in rows]
     median, worst = statistics.median(errs), max(errs)
-    table = "\n".join(f"| {w:g} | {b} | {label} | {pr:.0f} | {me:.0f} | {e * 100:+.1f} % |"
-                      for w, b, label, pr, me, e in rows)
+    table = "\n".join(f"| {w:g} | {b} | {label} | {pr:.0f} | {me:.0f} | {sp * 100:.0f} % | {e * 100:+.1f} % |"
+                      for w, b, label, pr, me, e, sp in rows)
+    term_table = "\n".join(f"| {w:g} | {b} | {label} | " + " | ".join(
+        f"{pt[k]:.0f} / {ph[k]:.0f} ({(pt[k] / ph[k] - 1) * 100:+.0f} %)" if ph[k] else f"{pt[k]:.0f} / –"
+        for k in PHASES) + " |" for w, b, label, pt, ph in terms)
+    signs = [r[5] for r in rows]
+    low = sum(1 for s in signs if s < 0)
     command = "python benchmarks/whatif_accuracy.py " + " ".join(sys.argv[1:])
     noise = "; ".join(f"width {w:g} b{b}: " + ", ".join(f"{m:.0f}" for m in ms) + " ms"
-                      + (f" ({(max(ms) - min(ms)) / statistics.mean(ms) * 100:.0f} % apart)" if len(ms) > 1 else "")
+                      + (f" ({(max(ms) - min(ms)) / statistics.median(ms) * 100:.0f} % apart)" if len(ms) > 1 else "")
                       for w, b, ms in spreads)
     verdict = ("meets" if median <= 0.10 and worst <= 0.20 else "misses")
     text = f"""## What-if accuracy
@@ -122,12 +146,19 @@ Input "{cores} threads": a thread per core, torch's default; "1 thread": `OMP_NU
 - command: `{command.strip()}` ({(time.time() - started) / 60:.1f} min)
 - date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
 
-| width | global batch | input | predicted ms | measured ms | error |
-|---|---|---|---|---|---|
+| width | global batch | input | predicted ms | measured ms (median) | spread | error |
+|---|---|---|---|---|---|---|
 {table}
 
-Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the goal (median ≤ 10 %, worst ≤ 20 %).
-"measured ms" is the mean of {args.repeats} identical ddp runs; each measured: {noise}.
+Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the goal (median ≤ 10 %, worst ≤ 20 %);
+{low} of {len(signs)} predictions low. "measured ms" is the median of {args.repeats} identical ddp runs, "spread"
+their (max − min) ÷ median; each measured: {noise}.
+
+The terms one by one -- predicted / measured ms per step (each rank's phase, the median over the repeats):
+
+| width | global batch | input | forward | backward | optimizer |
+|---|---|---|---|---|---|
+{term_table}
 """
     print(text)
     if not args.no_write:
