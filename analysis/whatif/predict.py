@@ -7,12 +7,15 @@ profile uses FLOPs and bytes against a datasheet and is labelled "analytic".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from analysis.datasheet import DEFAULT_GPU, GpuSpec, find_gpu
 from analysis.run.costmodel import strategy_traffic
 from analysis.whatif import terms as T
 from analysis.whatif.link import choose_link, host_link
+from analysis.whatif.loading import data_term
+from analysis.whatif.prediction import Prediction, Target, Term, energy_per_million_images, scaled
+from analysis.whatif.ranks import ranks_terms
 from analysis.whatif.profile import Profile, WhatIfError
 from profiler.contract import vocab
 from profiler.contract.runjson import Calibration, ModelInfo, ThreadScaling
@@ -23,91 +26,6 @@ ASSUMED_GLOO_GBPS = 1.0         # ring bytes/s of a loopback gloo all-reduce whe
 DP_CALL_MS_PER_REPLICA = 0.5    # host work of one DataParallel call per replica: threads, scatter/gather glue (assumed)
 ANALYTIC = "analytic"
 ASSUMED = "assumed"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The configuration to predict."""
-
-    strategy: str
-    devices: int
-    device_type: str
-    global_batch: int
-    cpus: float
-    workers: int
-    gpu: GpuSpec | None = None
-    link_gbps: float | None = None
-
-    @property
-    def per_device_batch(self) -> int:
-        return self.global_batch // self.devices
-
-    @property
-    def processes(self) -> int:
-        return self.devices if self.strategy == vocab.DDP else 1
-
-
-@dataclass(frozen=True)
-class Term:
-    name: str          # "forward", "backward", "loss", "optimizer", "replicate", "all-reduce (exposed)", ...
-    category: str      # a vocab breakdown category
-    ms: float          # what it adds to the step
-    basis: str
-
-
-@dataclass
-class Prediction:
-    input_run: str
-    target: Target
-    terms: list[Term]
-    step_ms: float
-    images_per_s: float
-    speedup: float                       # images/s vs the input run's measured images/s
-    images_per_device_hour: float
-    bytes_per_step: int
-    memory_per_device: dict[str, int]    # device 0 (DataParallel's busiest) / one DDP rank; per process on a CPU
-    memory_fits: bool | None             # vs the GPU's memory (None: no GPU or not known)
-    gpu: str | None
-    analytic: bool
-    assumed: bool
-    loader_cores_needed: float | None    # cores the DataLoader keeps busy at the predicted rate
-    notes: list[str] = field(default_factory=list)
-    kwh_per_million_images: float | None = None   # at TDP × predicted busy share (energy_per_million_images)
-    tdp_w: float | None = None                     # the target card's datasheet TDP it rests on
-
-    @property
-    def busy_share(self) -> float:
-        """Compute + communication + host→device copy as a share of the predicted step."""
-        parts = self.parts_ms
-        busy = parts[vocab.COMPUTE] + parts[vocab.COMMUNICATION] + parts[vocab.H2D_COPY]
-        return min(1.0, busy / self.step_ms) if self.step_ms > 0 else 0.0
-
-    @property
-    def parts_ms(self) -> dict[str, float]:
-        out = {c: 0.0 for c in vocab.CATEGORIES}
-        for t in self.terms:
-            out[t.category] += t.ms
-        return out
-
-    @property
-    def memory_bytes(self) -> int:
-        return sum(self.memory_per_device.values())
-
-    @property
-    def basis(self) -> list[str]:
-        return [f"{t.name}: {t.basis}" for t in self.terms] + list(self.notes)
-
-
-def energy_per_million_images(tdp_w: float, devices: int, step_ms: float, busy_share: float,
-                               images_per_step: int) -> float:
-    """kWh per million images at the datasheet TDP × the predicted busy share (stated: not a measurement;
-    an idle GPU still draws power, a busy one may stay under its TDP)."""
-    joules_per_step = tdp_w * devices * (step_ms / 1e3) * busy_share
-    return joules_per_step / images_per_step * 1e6 / 3.6e6
-
-
-def _scaled(ms: float, images_from: int, images_to: int, factor: float = 1.0) -> float:
-    return ms / images_from * images_to * factor
 
 
 def _factor_basis(tf: T.ThreadFactor, p: Profile, threads: int, processes: int, kind: str) -> str:
@@ -188,7 +106,7 @@ def predict(p: Profile, t: Target) -> Prediction:
 
     # --- data loading: the loader's CPU against the cores its workers get
     rest = sum(x.ms for x in out)
-    out.append(_data_term(p, t, threads, rest, not c.analytic and p.device_type == t.device_type))
+    out.append(data_term(p, t, threads, rest, not c.analytic and p.device_type == t.device_type))
 
     step = sum(x.ms for x in out)
     ips = t.global_batch / (step / 1e3)
@@ -254,7 +172,7 @@ def _compute_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> bool:
     elif (t.device_type == vocab.CPU and t.strategy == vocab.DDP and procs > 1 and calib is not None
             and calib.alone_step is not None and calib.alone_step.threads == p.threads
             and T.contention_applies(calib.ddp_step, procs, threads, t.cpus == p.cpus)):
-        _ranks_terms(p, t, calib, pbytes, out, notes)
+        ranks_terms(p, t, calib, pbytes, out, notes)
         return True
     else:
         if t.device_type == vocab.CPU:
@@ -275,7 +193,7 @@ def _compute_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> bool:
         for name, ms, images_from, images_to in (("forward", p.forward_ms, p.per_device_batch, b),
                                                  ("backward", p.backward_ms, p.per_device_batch, b),
                                                  ("loss", p.loss_ms, p.loss_images, c.loss_images)):
-            out.append(Term(name, vocab.COMPUTE, _scaled(ms, images_from, images_to, c_factor),
+            out.append(Term(name, vocab.COMPUTE, scaled(ms, images_from, images_to, c_factor),
                             f"{ms:.1f} ms measured in {p.name} for {images_from} images, × {images_to}/{images_from} "
                             f"images; {c_basis}"))
         out.append(Term("optimizer", vocab.COMPUTE, p.optimizer_ms * m_factor,
@@ -355,7 +273,7 @@ def _copy_terms(p: Profile, t: Target, c: _Context, out: list[Term]) -> None:
         h2d_images = t.global_batch if t.strategy in vocab.DP_STRATEGIES else b
         if p.device_type == vocab.CUDA and c.same_cards:
             src_images = p.global_batch if p.strategy in vocab.DP_STRATEGIES else p.per_device_batch
-            out.append(Term("input copy", vocab.H2D_COPY, _scaled(p.h2d_ms, src_images, h2d_images),
+            out.append(Term("input copy", vocab.H2D_COPY, scaled(p.h2d_ms, src_images, h2d_images),
                             f"ss:h2d {p.h2d_ms:.1f} ms measured in {p.name} for {src_images} images × "
                             f"{h2d_images}/{src_images}"))
         elif model is not None and model.layers:
@@ -382,81 +300,3 @@ def _memory(p: Profile, t: Target, c: _Context) -> tuple[dict[str, int], bool | 
         notes.append(f"needs {sum(mem.values()) / 1e9:.1f} GB per device: does not fit in {spec.name}'s "
                      f"{spec.memory_gb:g} GB")
     return mem, fits
-
-
-def _ranks_terms(p: Profile, t: Target, calib: Calibration, pbytes: int | None, out: list[Term],
-                 notes: list[str]) -> None:
-    """CPU DDP ranks like the calibration's: each phase from its timing as those ranks, moved to the
-    target's batch along the line through the calibrated step alone and the input run's phase; the
-    all-reduce is what the ranks' backward took beyond its compute."""
-    alone, ranks = calib.alone_step, calib.ddp_step
-    assert alone is not None and ranks is not None
-    c = T.ddp_contention(alone, ranks)
-    b, bc = t.per_device_batch, alone.batch
-    where = (f"the calibrated step (run.json) as {ranks.processes} DDP ranks × {ranks.threads} thread(s) on "
-             f"{ranks.batch} images each, {ranks.workers} DataLoader worker(s) each")
-    if ranks.workers != t.workers:
-        notes.append(f"the calibrated ranks ran with {ranks.workers} DataLoader worker(s) each, the target has "
-                     f"{t.workers}: what the workers cost the ranks' step is not re-measured")
-    for name, cal_ms, ms in (("forward", alone.forward_ms, p.forward_ms + p.loss_ms),
-                             ("backward", alone.backward_ms, p.backward_ms)):
-        at_b = T.at_batch(bc, cal_ms, p.per_device_batch, ms, b)
-        move = ("" if b == bc else
-                f"; alone on {b} images {at_b:.1f} ms on the line through {cal_ms:.1f} ms at {bc} and {p.name}'s "
-                f"{ms:.1f} ms at {p.per_device_batch}")
-        out.append(Term(name, vocab.COMPUTE, at_b * c.compute,
-                        f"× {c.compute:.2f} as {where}: forward {ranks.forward_ms:.1f} ms vs {alone.forward_ms:.1f} ms "
-                        f"alone at {alone.threads} thread(s)"
-                        + ("; backward's compute taken to slow as forward's" if name == "backward" else "")
-                        + f"{move}"))
-    out.append(Term("loss", vocab.COMPUTE, 0.0, f"inside forward here ({where}: forward + loss)"))
-    out.append(Term("optimizer", vocab.COMPUTE, ranks.optimizer_ms,
-                    f"{ranks.optimizer_ms:.1f} ms: Adam as {where}, every rank updating every parameter at once "
-                    f"({alone.optimizer_ms:.1f} ms alone, {p.optimizer_ms:.1f} ms measured in {p.name})"))
-    if pbytes:
-        ar = calib.allreduce
-        bare = (f"; a bare {ar.backend} all-reduce moved {ar.bytes / 1e6:.1f} MB in {ar.ms:.1f} ms"
-                if ar is not None and ar.bytes > 0 else "")
-        out.append(Term("all-reduce (exposed)", vocab.COMMUNICATION, c.allreduce_ms,
-                        f"the calibrated rank's backward {ranks.backward_ms:.1f} ms − {alone.backward_ms:.1f} ms "
-                        f"alone × {c.compute:.2f} = {c.allreduce_ms:.1f} ms per step: gloo's all-reduce of "
-                        f"{pbytes / 1e6:.1f} MB of gradients on the cores backward also needs (run.json calibration)"
-                        f"{bare}"))
-
-
-def _data_term(p: Profile, t: Target, threads: int, rest_ms: float, measured_compute: bool) -> Term:
-    """The wait on data: starvation when the workers' cores cannot load a batch in a step, else the fetch itself.
-
-    Loading that shared the input run's cores is already inside its measured phases; only what
-    the target's cores change is added (measured_compute: the compute terms were scaled from it)."""
-    def busy(device_type: str, processes: int, th: int) -> float:
-        return float(processes * (th if device_type == vocab.CPU else 1))
-
-    per_process = t.per_device_batch if t.strategy == vocab.DDP else t.global_batch
-    base_per_process = p.per_device_batch if p.strategy == vocab.DDP else p.global_batch
-    cost = p.loader_ms_per_image
-    if cost is None:
-        ms = _scaled(p.data_wait_ms, base_per_process, per_process)
-        return Term("data", vocab.DATA_LOADING, ms, f"ss:data_wait {p.data_wait_ms:.1f} ms measured in {p.name} × "
-                    f"{per_process}/{base_per_process} images ({p.loader_basis}: starvation not predicted)")
-    base_cores = T.loader_cores(p.cpus, busy(p.device_type, p.processes, p.threads), p.processes, p.workers)
-    base_wait = T.loader_wait_ms(cost, p.global_batch, base_cores, p.step_ms - p.data_wait_ms)
-    in_fetch = base_wait if base_cores.why != "shared" else 0.0     # shared: inside the compute, not ss:data_wait
-    fetch = _scaled(max(0.0, p.data_wait_ms - in_fetch), base_per_process, per_process)
-    cores = T.loader_cores(t.cpus, busy(t.device_type, t.processes, threads), t.processes, t.workers)
-    wait = T.loader_wait_ms(cost, t.global_batch, cores, rest_ms)
-    already = (cost * t.global_batch / base_cores.cores
-               if measured_compute and base_cores.why == "shared" and cores.why == "shared" else 0.0)
-    load_ms = cost * t.global_batch / cores.cores
-    where = {"free": f"{cores.cores:g} free core(s) for {t.processes * t.workers} worker(s): runs beside the step",
-             "shared": f"no free core ({t.cpus:g} CPUs, {t.processes} process(es)"
-                       + (f" × {threads} threads" if t.device_type == vocab.CPU else "")
-                       + f"): the {t.workers} worker(s) share the step's cores, so loading adds in full",
-             "main": "workers=0: the training process loads, in series with the step"}[cores.why]
-    starve = (f"starved: {load_ms:.1f} ms to load a batch vs {rest_ms:.1f} ms of step" if cores.overlapped and wait > 0
-              else f"{load_ms:.1f} ms to load a batch")
-    if already:
-        starve += f", {already:.1f} ms of it already inside {p.name}'s measured phases (its loader shared the cores too)"
-    return Term("data", vocab.DATA_LOADING, max(wait - already, fetch),
-                f"{p.loader_basis}; × {t.global_batch} images ÷ {cores.cores:g} core(s) ({where}); {starve}; "
-                f"fetch {fetch:.1f} ms (ss:data_wait measured in {p.name} × {per_process}/{base_per_process} images)")
