@@ -5,9 +5,12 @@ figure the run cannot give is None with a note, and predict.py then states an as
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from analysis.run.costmodel import link_bandwidths
+from analysis.trace.shapes import input_batch
 from analysis.records import RunAnalysis
 from analysis.run.scaling import RunMetrics, run_metrics
 from analysis.whatif.terms import threads_per_process
@@ -100,9 +103,10 @@ def _loader(run: RunAnalysis, m: RunMetrics, data_wait_ms: float, global_batch: 
                   f"proc/children) ÷ {rate:.1f} images/s in {m.name}")
 
 
-def _batch(m: RunMetrics, global_batch: int | None, batch_per_device: int | None,
-           notes: list[str]) -> tuple[int, int] | None:
-    """(global, per device): the run's, else what the user states (--global-batch / --batch-per-device)."""
+def _batch(m: RunMetrics, global_batch: int | None, batch_per_device: int | None, notes: list[str],
+           trace_paths: Sequence[Path] = ()) -> tuple[int, int] | None:
+    """(global, per device): the run's, else what the user states (--global-batch / --batch-per-device),
+    else the first dimension of the model's inputs where the trace recorded shapes."""
     if m.global_batch and m.per_device_batch:
         return m.global_batch, m.per_device_batch
     if global_batch:
@@ -113,6 +117,13 @@ def _batch(m: RunMetrics, global_batch: int | None, batch_per_device: int | None
         notes.append(f"{m.name}: batch {batch_per_device} per device as stated (--batch-per-device): the run does "
                      "not record it")
         return batch_per_device * max(m.devices, 1), batch_per_device
+    for path in trace_paths:
+        found = input_batch(path)
+        if found is not None:
+            per, agree = found
+            notes.append(f"{m.name}: batch {per} per device from the recorded input shapes (record_shapes) of "
+                         f"{agree} conv/linear ops in {path.name}")
+            return per * max(m.devices, 1), per
     return None
 
 
@@ -138,10 +149,10 @@ def profile_of(run: RunAnalysis, m: RunMetrics | None = None, global_batch: int 
     if m.step_ms_source != "trace" or not m.step_ms:
         raise WhatIfError(f"{run.run_dir}: no profiled steps (no trace with ProfilerStep): nothing to scale")
     notes: list[str] = []
-    batch = _batch(m, global_batch, batch_per_device, notes)
+    batch = _batch(m, global_batch, batch_per_device, notes, [t.path for t in run.traces])
     if batch is None:
         raise WhatIfError(f"{run.run_dir}: the batch size is unknown (no run.json, folder name not <strategy>-<N>"
-                          "<gpu|cpu>-b<batch>): pass --global-batch or --batch-per-device")
+                          "<gpu|cpu>-b<batch>, no recorded input shapes): pass --global-batch or --batch-per-device")
     gb, per_device = batch
     ph = m.phase_ms
     fwd, loss, bwd, opt = (ph.get(k, 0.0) for k in (vocab.FORWARD, vocab.LOSS, vocab.BACKWARD, vocab.OPTIMIZER))
