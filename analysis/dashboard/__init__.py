@@ -6,3 +6,4 @@ run's analysis by its files' mtimes; `static/` is the ES module (plain SVG, no c
 CSS. Torch-free like the rest of analysis/: it runs in TensorBoard's process on a submit node.
 """
 PLUGIN_NAME = "scalescope"
+__all__ = ["PLUGIN_NAME", "data", "plugin"]
