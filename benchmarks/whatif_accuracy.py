@@ -47,7 +47,12 @@ def _run(cmd: list[str], timeout: float = 900, threads: int | None = None) -> su
     return res
 
 
+REUSE = False    # --reuse: a run folder already complete under --keep is analysed again, not retrained
+
+
 def train(out: Path, name: str, width: float, batch: int, strategy: str, gpus: int, threads: int | None = None) -> Path:
+    if REUSE and (out / name / "run.json").is_file():
+        return out / name
     cmd = [sys.executable, "-m", "models.train", "--strategy", strategy, "--gpus", str(gpus), "--width", str(width),
            "--batch-size", str(batch), "--out", str(out), "--name", name, *RUN_ARGS]
     _run(cmd, threads=threads)
@@ -71,7 +76,9 @@ def predicted(run: Path, batch: int, cpus: int) -> tuple[float, dict[str, float]
     doc = json.loads(res.stdout)
     pred = next(p for p in doc["predictions"] if p["strategy"] == "ddp" and p["devices"] == 2)
     terms = {t["name"]: float(t["ms"]) for t in pred["terms"]}
-    return float(pred["step_ms"]), {k: terms.get(k, 0.0) for k in PHASES}
+    out = {k: terms.get(k, 0.0) for k in PHASES}
+    out["backward"] += terms.get("all-reduce (exposed)", 0.0)   # the runner's ss:backward holds DDP's exposed all-reduce
+    return float(pred["step_ms"]), out
 
 
 def spread(values: list[float]) -> float:
@@ -93,7 +100,11 @@ def main() -> int:
     p.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--reuse", action="store_true", help="with --keep: analyse run folders already there again "
+                   "instead of training them (the predictions and the comparison are redone, the runs are not)")
     args = p.parse_args()
+    global REUSE
+    REUSE = args.reuse
     if args.repeats < 3:
         p.error("--repeats must be at least 3: one run of a configuration is not its step time on this machine")
     cores = len(os.sched_getaffinity(0))
@@ -154,7 +165,8 @@ Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the go
 {low} of {len(signs)} predictions low. "measured ms" is the median of {args.repeats} identical ddp runs, "spread"
 their (max − min) ÷ median; each measured: {noise}.
 
-The terms one by one -- predicted / measured ms per step (each rank's phase, the median over the repeats):
+The terms one by one -- predicted / measured ms per step (each rank's phase, the median over the repeats;
+backward includes DDP's exposed all-reduce on both sides, as the runner's ss:backward label does):
 
 | width | global batch | input | forward | backward | optimizer |
 |---|---|---|---|---|---|
