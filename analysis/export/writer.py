@@ -28,7 +28,6 @@ Times are written to the nanosecond (3 decimals of µs), the grid Kineto writes 
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import re
 import tempfile
@@ -53,6 +52,7 @@ from analysis.step.spans import (
 )
 from analysis.trace.errors import TraceError
 from analysis.trace.reader import read_trace
+from profiler.contract.runjson import atomic_output
 
 __all__ = ["CAT_PHASES", "CAT_SPANS", "CHUNK_EVENTS", "ExportResult", "RankInfo", "export_run"]
 
@@ -284,26 +284,14 @@ _ENCODER = msgspec.json.Encoder()
 
 @contextmanager
 def _atomic(out: Path) -> Iterator[BinaryIO]:
-    """A temp file beside `out` (gzip when out ends in .gz), fsynced and renamed onto out when the block
-    ends without an error, removed otherwise: out is never seen half written."""
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if out.name.endswith(".gz"):
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
-                    yield gz  # type: ignore[misc]
-            else:
-                yield raw
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """The contract's atomic output (temp file, fsync, rename; removed on error), gzipped when out ends
+    in .gz: out is never seen half written."""
+    with atomic_output(out) as raw:
+        if out.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
+                yield gz  # type: ignore[misc]
+        else:
+            yield raw
 
 
 def export_run(traces: list[Path], out: Path, run_name: str = "",

@@ -69,8 +69,8 @@ def _phases(ev: Events, at: NDArray[np.float64]) -> tuple[NDArray[np.int64], lis
     table = ours or list(TORCH_PHASES)
     out = np.zeros(len(at), np.int64)
     for code, (label, _) in enumerate(table, 1):
-        if ours:
-            hit = labels & (tr.name == tr.names.index(label)) if label in tr.names else None
+        if ours:                              # every label in `ours` is among the trace's names
+            hit = labels & (tr.name == tr.names.index(label))
         else:
             starts = [i for i, n in enumerate(tr.names) if n.startswith(label)]
             hit = labels & np.isin(tr.name, starts) if starts else None

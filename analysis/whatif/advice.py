@@ -49,8 +49,9 @@ def provision(prof: Profile, p: Prediction) -> Prediction:
     the knee is found by bisection between 1 loader core and MAX_LOADER_CORES."""
     best = _at(prof, p, MAX_LOADER_CORES)
     lo, hi = 1, MAX_LOADER_CORES          # hi: known past the knee
-    if _at(prof, p, lo).step_ms <= best.step_ms * KNEE:
-        return _at(prof, p, lo)
+    one = _at(prof, p, lo)
+    if one.step_ms <= best.step_ms * KNEE:
+        return one
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if _at(prof, p, mid).step_ms <= best.step_ms * KNEE:

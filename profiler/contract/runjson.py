@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -20,7 +22,8 @@ from .runfiles import open_regular
 
 __all__ = ["Layer", "ModelInfo", "ProfilerSchedule", "ConfigInfo", "CudaDevice", "GpuInfo", "CpuAllocation",
            "Environment", "EpochResult", "Results", "ThreadScaling", "StepTimes", "AllReduceRate", "Calibration", "RunInfo", "RunJsonError", "read_run_json", "load_run_json",
-           "encode_json", "decode_run_json", "write_json_atomic", "write_bytes_atomic"]
+           "encode_json", "decode_run_json", "write_json_atomic", "write_bytes_atomic",
+           "atomic_output"]
 
 
 class _S(msgspec.Struct, kw_only=True):
@@ -325,13 +328,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, encode_json(data))
 
 
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write a file via temp file + fsync + rename: the old file stays whole until the new one is."""
+@contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A temp file beside `path`, fsynced and renamed onto it when the block ends without an error,
+    removed otherwise: the old file stays whole until the new one is."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)   # mkstemp makes it 0600; run folders are shared with collaborators
@@ -342,3 +347,9 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write a file via temp file + fsync + rename (atomic_output)."""
+    with atomic_output(path) as f:
+        f.write(payload)
