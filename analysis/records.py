@@ -68,10 +68,17 @@ class StepBreakdown:
     start_us: float                # ProfilerStep start (absolute, trace clock)
     end_us: float                  # stretched to the end of the GPU work the step launched
     parts_us: dict[str, float]     # keys: vocab.CATEGORIES; values sum to end_us - start_us
+    # the part of the wall at the trace's edges that is no recorded step's training (step/edges.py),
+    # by category: an earlier, unrecorded step's GPU work; the profiler stopping
+    edge_us: dict[str, float] = field(default_factory=dict)
 
     @property
     def wall_us(self) -> float:
         return self.end_us - self.start_us
+
+    @property
+    def steady_wall_us(self) -> float:
+        return self.wall_us - sum(self.edge_us.values())
 
     def share(self, category: str) -> float:
         return self.parts_us.get(category, 0.0) / self.wall_us if self.wall_us > 0 else 0.0
@@ -162,6 +169,14 @@ class TraceAnalysis:
 
     def mean_step_us(self) -> float:
         return sum(s.wall_us for s in self.steps) / max(len(self.steps), 1)
+
+    def steady_parts_us(self) -> dict[str, float]:
+        """mean_parts_us without the edges' time: what the run's step is made of."""
+        n = max(len(self.steps), 1)
+        return {c: sum(s.parts_us.get(c, 0.0) - s.edge_us.get(c, 0.0) for s in self.steps) / n for c in CATEGORIES}
+
+    def steady_step_us(self) -> float:
+        return sum(s.steady_wall_us for s in self.steps) / max(len(self.steps), 1)
 
 
 @dataclass

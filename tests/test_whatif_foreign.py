@@ -47,14 +47,16 @@ def test_the_batch_comes_from_the_recorded_shapes_or_must_be_stated(zero, tmp_pa
 
 def test_four_workers_predicted_from_zero(zero) -> None:
     """0 workers: the host waits 47.4 ms per step on the DataLoader (exposed); with 4 workers on their own cores
-    (5 CPUs: the default when the trace records none) loading runs beside the step: 166.3 − 47.4 = 118.9 ms.
-    The plugin's 4-worker trace of the same job measures 141.9 ms: −16 %. What is not modelled: the 4-worker
-    run's host work itself is slower (the plugin: CPU exec 13.7 → 22.7 ms, runtime 2.9 → 10.6 ms per step)."""
+    (5 CPUs: the default when the trace records none) loading runs beside the step: 165.66 − 47.38 = 118.28 ms.
+    The plugin's 4-worker trace of the same job: 128.63 ms per step once its edges are left out (step/edges.py:
+    steps 5 and 16 wait 36.4 / 42.9 ms on GPU work launched before each span began, step 21 ends with 80.4 ms
+    nothing records; 141.94 ms with them): −8.0 %, inside the 10 % goal (−16.7 % against 141.94)."""
     m = zero.metrics[0]
-    assert m.step_ms == pytest.approx(166.25, abs=0.01) and m.parts_ms["data_loading"] == pytest.approx(47.38, abs=0.01)
+    assert m.step_ms == pytest.approx(165.66, abs=0.01) and m.parts_ms["data_loading"] == pytest.approx(47.38, abs=0.01)
     [four] = zero.whatif(Ask(devices=(1,), global_batch=32, workers=4))
     assert (four.target.cpus, four.target.workers) == (5.0, 4)
-    assert four.step_ms == pytest.approx(166.25 - 47.38, abs=0.02)
+    assert four.step_ms == pytest.approx(165.66 - 47.38, abs=0.02)
     measured = Analysis(PLUGIN / "resnet50_num_workers_4").metrics[0].step_ms
-    assert measured == pytest.approx(141.94, abs=0.01)
-    assert (four.step_ms - measured) / measured == pytest.approx(-0.162, abs=0.002)
+    assert measured == pytest.approx(128.63, abs=0.01)
+    assert (four.step_ms - measured) / measured == pytest.approx(-0.080, abs=0.002)
+    assert abs(four.step_ms - measured) / measured < 0.10

@@ -54,7 +54,7 @@ class RunMetrics:
     tree_cpu_cores: float | None     # mean cores busy in the whole process tree (samples.csv proc/tree)
     traces: int
     steps_profiled: int
-    step_ms: float | None            # mean wall of the profiled steps (mean over ranks)
+    step_ms: float | None            # mean wall of the profiled steps less the traces' edges (step/edges.py), mean over ranks
     step_ms_source: Source           # where the step time came from ("": nowhere)
     images_per_s: float | None
     images_per_s_source: Source
@@ -96,14 +96,18 @@ def _step_figures(traces: list[TraceAnalysis], info: RunInfo | None, notes: list
     with_steps = [t for t in traces if t.steps]
     if with_steps:
         for t in with_steps:
-            for c, v in t.mean_parts_us().items():
+            for c, v in t.steady_parts_us().items():
                 parts_ms[c] = parts_ms.get(c, 0.0) + float(v) / 1e3 / len(with_steps)
             for label, v in t.phase_totals_us.items():
                 phase_ms[label] = phase_ms.get(label, 0.0) + float(v) / len(t.steps) / 1e3 / len(with_steps)
         if len(with_steps) > 1:
             what = "ranks" if len({t.worker for t in with_steps}) == len(with_steps) else "trace files"
             notes.append(f"step and breakdown are the mean over {len(with_steps)} {what}")
-        step_ms = float(sum(t.mean_step_us() for t in with_steps) / len(with_steps) / 1e3)
+        step_ms = float(sum(t.steady_step_us() for t in with_steps) / len(with_steps) / 1e3)
+        every = float(sum(t.mean_step_us() for t in with_steps) / len(with_steps) / 1e3)
+        if every - step_ms > 0.0005:
+            notes.append(f"the step leaves out {every - step_ms:.1f} ms per step at the traces' edges "
+                         f"(their notes say where): {every:.1f} ms with it")
         return step_ms, "trace", parts_ms, phase_ms
     times = info.results.step_times_ms if info is not None and info.results is not None else []
     if times:

@@ -26,6 +26,7 @@ from analysis.step.classify import (CATEGORY_OF_KIND, KERNEL_CATS,
 from analysis.trace.errors import TraceError
 from analysis.records import DeviceView, MemcpyStats, StepBreakdown, TraceAnalysis
 from analysis.trace.reader import Trace, read_trace
+from analysis.step.edges import edges
 from analysis.step.events import Events, resolve, worker_name
 from analysis.step.ops import op_stats
 from analysis.step.timeline import step_timeline
@@ -106,6 +107,23 @@ def step_breakdowns(sets: list[tuple[str, iv.Intervals]], numbers: list[int], wi
     bounds = [(float(t0_us + s), float(t0_us + e)) for s, e in windows]
     parts = window_parts(sets, windows, [end - start for start, end in bounds], W)
     return [StepBreakdown(n, start, end, p) for n, (start, end), p in zip(numbers, bounds, parts)]
+
+
+def mark_edges(ev: Events, sets: list[tuple[str, iv.Intervals]], windows: NDArray[np.float64],
+               steps: list[StepBreakdown], notes: list[str]) -> None:
+    """Split the time at the trace's edges (step/edges.py) by the same sweep, onto its steps' edge_us."""
+    found = edges(ev, windows)
+    if not found:
+        return
+    parts = window_parts(sets, np.array([[e.start, e.end] for e in found], np.float64), [e.us for e in found])
+    for e, p in zip(found, parts):
+        st = steps[e.index]
+        for c, v in p.items():
+            if v > 0:
+                st.edge_us[c] = st.edge_us.get(c, 0.0) + v
+        what = ("waiting on GPU work launched before the trace began (an unrecorded step's)" if e.kind == "head"
+                else "at its end with no recorded event (the profiler stopping)")
+        notes.append(f"step {st.step}: {e.us / 1e3:.1f} ms {what}, left out of the run's step time")
 
 
 def _device_views(ev: Events, windows: NDArray[np.float64], sets: list[tuple[str, iv.Intervals]],
@@ -197,6 +215,7 @@ def analyse(tr: Trace, timeline: bool = False) -> TraceAnalysis:
     sets = category_sets(ev, has_gpu, notes)
     W = iv.union(windows)
     steps = step_breakdowns(sets, numbers, windows, W, tr.t0_us)
+    mark_edges(ev, sets, windows, steps, notes)
     unknown = Counter(tr.names[i] for i in tr.name[ev.kind == Kind.UNKNOWN].tolist())
     if unknown:
         notes.append(f"{sum(unknown.values())} events of {len(unknown)} unknown kinds counted as unclassified")

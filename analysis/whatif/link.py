@@ -1,8 +1,9 @@
 """Which bandwidth moves the bytes between devices, and on what it rests.
 
-The order is the issue's: a figure the user gives (--link-gbps) overrides; else what the input
-run measured moving data between devices; else the links NVML describes in run.json, at a stated
-efficiency; else the datasheet of --gpu. Gloo on a CPU is a different thing (an all-reduce rate,
+The order: a figure the user gives (--link-gbps) overrides; else what the input run measured moving
+data between devices; else what joins the cards (NVML's links in run.json, else the datasheet of
+--gpu) looked up in busbw.py's table of measured NCCL all-reduce bus bandwidths; else, for an
+interconnect with no measurement there, the link's rate at a stated efficiency. Gloo on a CPU is a different thing (an all-reduce rate,
 not a link) and lives in predict.py with the calibration.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis.datasheet import GpuSpec
+from analysis.whatif.busbw import interconnect_of, lookup
 from profiler.contract.runjson import GpuInfo
 
 LINK_EFFICIENCY = 0.8     # share of a PCIe / NVLink datasheet rate a large copy or NCCL ring achieves (stated)
@@ -20,7 +22,7 @@ _PCIE_LANE_GBPS = {1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}   # 
 @dataclass(frozen=True)
 class Link:
     gbps: float
-    source: str          # "given" | "measured" | "run.json" | "datasheet"
+    source: str          # "given" | "measured" | "run.json" | "datasheet": where the figure or the interconnect came from
     basis: str           # the sentence the prediction quotes
 
 
@@ -31,8 +33,8 @@ def pcie_gbps(gen: int | None, width: int | None) -> float | None:
 
 
 def choose_link(given_gbps: float | None, measured: dict[str, float], run_name: str, gpus: list[GpuInfo],
-                spec: GpuSpec | None, same_cards: bool) -> Link | None:
-    """The device-to-device bandwidth a prediction uses (None: nothing to go on).
+                spec: GpuSpec | None, same_cards: bool, devices: int = 2) -> Link | None:
+    """The device-to-device bandwidth a prediction uses for `devices` cards (None: nothing to go on).
 
     measured/run.json figures count only when the target runs on the cards the input ran on
     (same_cards); predicting another card uses its datasheet."""
@@ -43,6 +45,12 @@ def choose_link(given_gbps: float | None, measured: dict[str, float], run_name: 
         if d2d:
             return Link(d2d, "measured", f"{d2d:.1f} GB/s measured by Memcpy PtoP/DtoD in {run_name}")
         nv = [g.nvlink_links for g in gpus if g.nvlink_links]
+        gens = [g.pcie_link_gen for g in gpus if g.pcie_link_gen and (g.pcie_link_width or 16) >= 16]
+        if nv or (gens and len(gens) == len(gpus)):
+            found = lookup(interconnect_of(spec, min(gens) if gens else None, min(nv) if nv else None), devices)
+            if found is not None:
+                what = f"{min(nv)} NVLink links" if nv else f"PCIe gen {min(gens)} x16"
+                return Link(found[0], "run.json", f"{found[1]}; the cards' {what} from run.json (NVML)")
         if nv:
             gbps = min(nv) * NVLINK_GBPS_PER_LINK * LINK_EFFICIENCY
             return Link(gbps, "run.json", f"{gbps:.1f} GB/s: {min(nv)} NVLink links × {NVLINK_GBPS_PER_LINK:g} GB/s "
@@ -55,6 +63,9 @@ def choose_link(given_gbps: float | None, measured: dict[str, float], run_name: 
             return Link(gbps, "run.json", f"{gbps:.1f} GB/s: PCIe gen {g.pcie_link_gen} x{g.pcie_link_width} "
                         f"({r:.1f} GB/s, run.json NVML) × {LINK_EFFICIENCY:.0%} efficiency (stated)")
     if spec is not None:
+        found = lookup(interconnect_of(spec, None, None), devices)
+        if found is not None:
+            return Link(found[0], "datasheet", f"{found[1]}; {spec.name}'s link from its datasheet")
         if spec.nvlink_one_way_gbps:
             gbps = spec.nvlink_one_way_gbps * LINK_EFFICIENCY
             return Link(gbps, "datasheet", f"{gbps:.1f} GB/s: {spec.name} NVLink {spec.nvlink_one_way_gbps:.0f} GB/s "

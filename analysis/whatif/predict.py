@@ -225,7 +225,7 @@ def _communication_terms(p: Profile, t: Target, c: _Context, out: list[Term], ra
                 ar_basis = (f"ring 2(N−1)/N × {pbytes / 1e6:.1f} MB = {ring / 1e6:.1f} MB at {ASSUMED_GLOO_GBPS:g} GB/s "
                             f"({ASSUMED}: no calibration in run.json)")
         else:
-            link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards)
+            link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards, n)
             if link is None:
                 raise WhatIfError(f"{p.run_dir}: no link bandwidth for the all-reduce: pass --link-gbps or --gpu")
             ar_ms = T.transfer_ms(ring, link.gbps)
@@ -245,7 +245,7 @@ def _communication_terms(p: Profile, t: Target, c: _Context, out: list[Term], ra
         out.append(Term("all-reduce (exposed)", vocab.COMMUNICATION, exposed,
                         f"{ar_ms:.1f} ms in flight: {ar_basis}; {ov}"))
     elif n > 1 and t.strategy in vocab.DP_STRATEGIES:
-        link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards)
+        link = choose_link(t.link_gbps, p.bandwidths, p.name, p.gpus, spec, same_cards, n)
         if link is None:
             raise WhatIfError(f"{p.run_dir}: no link bandwidth for DataParallel's copies: pass --link-gbps or --gpu")
         c.analytic = c.analytic or link.source == "datasheet"
