@@ -1,7 +1,7 @@
 """How right is the what-if? Predict measured runs from 1-process runs on this machine, and tabulate the error.
 
-For every (width, global batch) of the grid it measures, with the real runner and the demo's
-schedule (3 steps, the profiler on steps 1-2):
+For every (width, global batch) of the grid it measures, with the real runner and its default
+profiler schedule (5 steps, the profiler recording steps 2-4; the calibration times the same steps):
   single      one process with a thread per core (the what-if's usual input),
   single-1t   one process with OMP_NUM_THREADS=1 (a profile that used one core of the same CPUs),
   ddp         two gloo processes on the same cores (the configuration to predict),
@@ -9,7 +9,7 @@ then asks `python -m analysis.whatif` for ddp at 2 processes from each input and
 ddp run's measured step. Figures go to the "## What-if accuracy" section of benchmarks/RESULTS.md
 (other sections kept).
 
-    python benchmarks/whatif_accuracy.py                      # the default grid, 3 repeats (~20 min on 2 cores)
+    python benchmarks/whatif_accuracy.py                      # the default grid, 3 repeats (~35 min on 2 cores)
     python benchmarks/whatif_accuracy.py --widths 0.25 --batches 32 --no-write
 """
 from __future__ import annotations
@@ -27,8 +27,9 @@ from pathlib import Path
 from resultsmd import replace_section  # noqa: E402  (benchmarks/ is this script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_ARGS = ("--device", "cpu", "--workers", "1", "--max-steps", "3", "--profile-wait", "0", "--profile-warmup", "1",
-            "--profile-active", "2", "--train-size", "2048", "--overwrite")
+# the runner's default profiler schedule (skip 1, warm up 1, record 3), which the calibration follows
+RUN_ARGS = ("--device", "cpu", "--workers", "1", "--max-steps", "5", "--profile-wait", "1", "--profile-warmup", "1",
+            "--profile-active", "3", "--train-size", "2048", "--overwrite")
 
 
 def _env(threads: int | None = None) -> dict[str, str]:
@@ -60,13 +61,16 @@ def train(out: Path, name: str, width: float, batch: int, strategy: str, gpus: i
 
 
 PHASES = ("forward", "backward", "optimizer")     # the terms compared one by one with the measured phases
+REST = "rest"    # the step beyond those three: the wait for the slowest rank, data, host (measured: step − phases)
 
 
 def measured(run: Path) -> tuple[float, dict[str, float]]:
     """The run's step and its phases (ms per step, mean over the ranks) from the report's JSON."""
     res = _run([sys.executable, "-m", "analysis.report", str(run), "--format", "json", "--no-html"])
     row = json.loads(res.stdout)["runs"][0]
-    return float(row["step_ms"]), {k: float(row["phase_ms"].get(f"ss:{k}", 0.0)) for k in PHASES}
+    phases = {k: float(row["phase_ms"].get(f"ss:{k}", 0.0)) for k in PHASES}
+    phases[REST] = float(row["step_ms"]) - sum(phases.values())
+    return float(row["step_ms"]), phases
 
 
 def predicted(run: Path, batch: int, cpus: int) -> tuple[float, dict[str, float]]:
@@ -78,6 +82,7 @@ def predicted(run: Path, batch: int, cpus: int) -> tuple[float, dict[str, float]
     terms = {t["name"]: float(t["ms"]) for t in pred["terms"]}
     out = {k: terms.get(k, 0.0) for k in PHASES}
     out["backward"] += terms.get("all-reduce (exposed)", 0.0)   # the runner's ss:backward holds DDP's exposed all-reduce
+    out[REST] = float(pred["step_ms"]) - sum(out.values())
     return float(pred["step_ms"]), out
 
 
@@ -116,16 +121,23 @@ def main() -> int:
     for width in (float(w) for w in args.widths.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):
             tag = f"w{width:g}-b{batch}"
-            runs = [measured(train(out, f"ddp-2cpu-b{batch}-{tag}-r{r}", width, batch, "ddp", 2))
-                    for r in range(args.repeats)]
+            inputs = [(f"{cores} threads", None), ("1 thread", 1)]
+            singles: dict[str, Path] = {}
+            runs = []
+            # interleaved (ddp, input, ddp, input, ddp): this VM's speed drifts over minutes, and a target
+            # measured in one stretch and its input in another would score the drift, not the model
+            for r in range(args.repeats):
+                runs.append(measured(train(out, f"ddp-2cpu-b{batch}-{tag}-r{r}", width, batch, "ddp", 2)))
+                if r < len(inputs):
+                    label, threads = inputs[r]
+                    singles[label] = train(out, f"single-1cpu-b{batch}-{tag}{'-1t' if threads else ''}", width,
+                                           batch, "single", 1, threads)
             steps = [s for s, _ in runs]
             step = statistics.median(steps)
-            phases = {k: statistics.median(ph[k] for _, ph in runs) for k in PHASES}
+            phases = {k: statistics.median(ph[k] for _, ph in runs) for k in (*PHASES, REST)}
             spreads.append((width, batch, steps))
-            for label, threads in ((f"{cores} threads", None), ("1 thread", 1)):
-                single = train(out, f"single-1cpu-b{batch}-{tag}{'-1t' if threads else ''}", width, batch, "single", 1,
-                               threads)
-                pred, pred_terms = predicted(single, batch, cores)
+            for label, _ in inputs:
+                pred, pred_terms = predicted(singles[label], batch, cores)
                 err = pred / step - 1
                 rows.append((width, batch, label, pred, step, err, spread(steps)))
                 terms.append((width, batch, label, pred_terms, phases))
@@ -137,7 +149,7 @@ def main() -> int:
                       for w, b, label, pr, me, e, sp in rows)
     term_table = "\n".join(f"| {w:g} | {b} | {label} | " + " | ".join(
         f"{pt[k]:.0f} / {ph[k]:.0f} ({(pt[k] / ph[k] - 1) * 100:+.0f} %)" if ph[k] else f"{pt[k]:.0f} / –"
-        for k in PHASES) + " |" for w, b, label, pt, ph in terms)
+        for k in (*PHASES, REST)) + " |" for w, b, label, pt, ph in terms)
     signs = [r[5] for r in rows]
     low = sum(1 for s in signs if s < 0)
     command = "python benchmarks/whatif_accuracy.py " + " ".join(sys.argv[1:])
@@ -148,10 +160,12 @@ def main() -> int:
     text = f"""## What-if accuracy
 
 `python -m analysis.whatif` predicting a 2-process gloo DDP run from a 1-process run of the same model and
-global batch, both measured with the real runner on the demo's schedule (3 steps, profiler on steps 1–2, 1
-DataLoader worker per process, synthetic data; the 1-process run calibrated, as the runner does by default).
+global batch, both measured with the real runner on its default profiler schedule (5 steps, profiler recording
+steps 2–4, 1 DataLoader worker per process, synthetic data; the 1-process run calibrated, as the runner does by
+default, on the same steps: 2 untimed, 3 timed).
 Input "{cores} threads": a thread per core, torch's default; "1 thread": `OMP_NUM_THREADS=1` on the same
-{cores} cores. Each prediction is for 2 processes × 1 thread on the {cores} cores (`--cpus {cores}`).
+{cores} cores. Each prediction is for 2 processes × 1 thread on the {cores} cores (`--cpus {cores}`). Runs of a
+cell interleave (ddp, 2-thread input, ddp, 1-thread input, ddp): this VM's speed drifts over minutes.
 
 - machine: {machine()}
 - command: `{command.strip()}` ({(time.time() - started) / 60:.1f} min)
@@ -166,10 +180,11 @@ Median |error| {median * 100:.1f} %, worst {worst * 100:.1f} %: {verdict} the go
 their (max − min) ÷ median; each measured: {noise}.
 
 The terms one by one -- predicted / measured ms per step (each rank's phase, the median over the repeats;
-backward includes DDP's exposed all-reduce on both sides, as the runner's ss:backward label does):
+backward includes DDP's exposed all-reduce on both sides, as the runner's ss:backward label does; "rest" is
+the step beyond the three: predicted, the wait for the slowest rank + data + host; measured, step − phases):
 
-| width | global batch | input | forward | backward | optimizer |
-|---|---|---|---|---|---|
+| width | global batch | input | forward | backward | optimizer | rest |
+|---|---|---|---|---|---|---|
 {term_table}
 """
     print(text)

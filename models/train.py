@@ -124,7 +124,7 @@ def _calibrate(cfg: RunConfig, record: RunRecord, stop: StopFlag) -> None:
                                               cfg.amp, cfg.lr, enabled=cfg.calibrate,
                                               processes=cfg.devices if cfg.strategy == vocab.DDP else 1,
                                               profiled=bool(cfg.profiler.get("enabled", True)), workers=cfg.workers,
-                                              should_stop=lambda: bool(stop))
+                                              should_stop=lambda: bool(stop), schedule=cfg.profiler)
     if record.info.calibration is not None:
         record.write()
 

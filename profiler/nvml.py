@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .contract.pcie import pcie_gbps
 from .contract.runjson import GpuInfo
 
 __all__ = [
@@ -211,15 +212,10 @@ def resolve_handles(nv: Any, visible: list[VisibleDevice] | None, n: int, uuids:
     return out, devices
 
 
-# GB/s (1e9 bytes/s) per lane per direction after line encoding, by PCIe generation.
-_PCIE_LANE_GBPS = {1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}
-
-
 def pcie_max_gbps(gen: int | None, width: int | None) -> float | None:
     """Theoretical one-direction PCIe bandwidth in GB/s (1e9 B/s) of a link, or None."""
-    if not gen or not width or gen not in _PCIE_LANE_GBPS:
-        return None
-    return round(_PCIE_LANE_GBPS[gen] * width, 3)
+    gbps = pcie_gbps(gen, width)
+    return round(gbps, 3) if gbps is not None else None
 
 
 def describe(nv: Any, cuda_index: int, handle: Any) -> GpuInfo:

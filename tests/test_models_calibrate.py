@@ -37,10 +37,63 @@ def test_thread_scaling_in_process_gives_one_figure_per_thread_count() -> None:
 
 def test_the_step_alone_times_each_phase_at_the_given_threads() -> None:
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
-    st = calibrate.alone_step(TINY, batch=4, threads=1, steps=2, workers=1)
+    st = calibrate.alone_step(TINY, batch=4, threads=1, steps=2, workers=1, warmup=2)
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
-    assert (st.processes, st.threads, st.batch, st.steps, st.workers) == (1, 1, 4, 2, 1)
+    assert (st.processes, st.threads, st.batch, st.steps, st.workers, st.warmup) == (1, 1, 4, 2, 1, 2)
     assert st.forward_ms > 0 and st.backward_ms > 0 and st.optimizer_ms > 0
+
+
+@pytest.mark.parametrize("profiler, expected", [
+    ({"enabled": True, "wait": 1, "warmup": 1, "active": 3, "repeat": 1}, (2, 3)),   # the runner's default schedule
+    ({"enabled": True, "wait": 0, "warmup": 1, "active": 2, "repeat": 1}, (1, 2)),   # the demo's
+    ({"enabled": True, "wait": 0, "warmup": 0, "active": 1, "repeat": 1}, (1, 1)),   # one untimed step at least
+    ({"enabled": True, "wait": 10, "warmup": 5, "active": 50, "repeat": 0}, (3, 4)),  # capped: 7 steps at most
+    ({"enabled": False, "wait": 1, "warmup": 1, "active": 3, "repeat": 1}, (1, 2)),  # --no-profile: every step counts
+    (None, (1, 2)),
+])
+def test_the_step_calibration_times_the_steps_the_run_records(profiler: dict | None, expected: tuple[int, int]) -> None:
+    assert calibrate.schedule_steps(profiler) == expected
+
+
+def test_untimed_steps_are_run_before_the_timed_ones_are_averaged() -> None:
+    calls = iter([(9.0, 9.0, 9.0), (5.0, 5.0, 5.0), (0.001, 0.002, 0.003), (0.003, 0.004, 0.005)])
+    fwd, bwd, opt, wait = calibrate.mean_phases(lambda: next(calls), steps=2, profiled=False, warmup=2)
+    assert (round(fwd, 6), round(bwd, 6), round(opt, 6), wait) == (2.0, 3.0, 4.0, 0.0)   # ms: the last two only
+
+
+def test_a_rank_times_its_wait_for_the_slowest_after_each_timed_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step is followed by the barrier; the barrier after step i is step i's wait (a fake clock the
+    barrier advances by 0.1 s, 0.2 s, ...: the warm-up's and the first barrier are not counted)."""
+    clock = {"now": 0.0, "calls": 0}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock["now"]
+
+    def agree(go: bool) -> bool:
+        clock["calls"] += 1
+        clock["now"] += 0.1 * clock["calls"]
+        return go
+    from models.calibrate import timing
+    monkeypatch.setattr(timing, "time", FakeTime)
+    fwd, bwd, opt, wait = calibrate.mean_phases(lambda: (0.0, 0.0, 0.0), steps=2, agree=agree, profiled=False,
+                                                warmup=1)
+    # 4 barriers: before the warm-up (0.1 s), before step 1 (0.2 s: the warm-up's wait), after step 1 (0.3 s),
+    # after step 2 (0.4 s): (0.3 + 0.4) / 2 = 350 ms
+    assert clock["calls"] == 4 and wait == pytest.approx(350.0) and fwd == 0.0
+
+
+def test_the_ranks_figures_are_their_mean_and_the_rate_rank_zeros() -> None:
+    from profiler.contract.runjson import AllReduceRate, StepTimes
+    def rank(r: int, fwd: float, wait: float | None) -> calibrate.Concurrent:
+        return calibrate.Concurrent(rank=r, step=StepTimes(processes=2, threads=1, batch=4, steps=3, forward_ms=fwd,
+                                                           backward_ms=2 * fwd, optimizer_ms=3 * fwd, wait_ms=wait),
+                                    allreduce=AllReduceRate(backend="gloo", processes=2, bytes=8, ms=1.0 + r))
+    both = calibrate.over_ranks([rank(0, 100.0, 0.0), rank(1, 300.0, 120.0)])
+    s = both.step
+    assert (s.forward_ms, s.backward_ms, s.optimizer_ms, s.wait_ms) == (200.0, 400.0, 600.0, 60.0)
+    assert both.allreduce.ms == 1.0 and (s.processes, s.steps) == (2, 3)
 
 
 @pytest.mark.parametrize("per_device, expected", [(64, 32), (8, 4), (1, 1), (3, 1)])
@@ -58,7 +111,9 @@ def test_calibrate_adds_two_ddp_ranks_and_a_64mib_gloo_all_reduce() -> None:
     assert ar.ms > 0 and ar.threads == per_rank
     assert ts.threads[0] == 1 and ts.threads == sorted(ts.threads) and ts.threads[-1] == calibrate.allocation_cpus()
     assert (alone.processes, alone.threads, alone.batch) == (1, 2, 4)
-    assert (ranks.processes, ranks.threads, ranks.batch, ranks.steps) == (2, per_rank, 4, calibrate.STEPS)
+    assert (ranks.processes, ranks.threads, ranks.batch, ranks.steps, ranks.warmup) == (2, per_rank, 4, calibrate.STEPS,
+                                                                                       calibrate.WARMUP)
+    assert ranks.wait_ms is not None and ranks.wait_ms >= 0.0
     assert min(ranks.forward_ms, ranks.backward_ms, ranks.optimizer_ms) > 0
     assert any(n.startswith("calibration took") for n in cal.notes)
 
@@ -80,7 +135,8 @@ def test_gpu_runs_say_why_they_are_not_calibrated_and_the_flag_skips_it() -> Non
 
 @pytest.mark.slow   # real training runs through the CLI
 def test_a_cpu_run_records_its_calibration_in_run_json(tmp_path: Path) -> None:
-    res = run_train([*TINY_ARGS, "--max-steps", "1", "--no-profile", "--out", str(tmp_path)])
+    res = run_train([*TINY_ARGS, "--max-steps", "3", "--profile-wait", "1", "--profile-warmup", "1",
+                     "--profile-active", "1", "--out", str(tmp_path)])
     assert res.returncode == 0, res.stderr[-2000:]
     info, _ = read_run_json(tmp_path / "single-1cpu-b8" / vocab.RUN_JSON)
     cal = info.calibration
@@ -92,6 +148,9 @@ def test_a_cpu_run_records_its_calibration_in_run_json(tmp_path: Path) -> None:
     # the step on the run's 8 images split over two ranks, alone at the run's threads and as 2 DDP ranks
     assert cal.alone_step.batch == cal.ddp_step.batch == 4 and cal.ddp_step.processes == 2
     assert cal.alone_step.workers == cal.ddp_step.workers == 1            # the run's DataLoader workers beside it
+    # the steps the run's profiler records: it skips 2 (wait 1 + warmup 1) and records 1
+    assert (cal.alone_step.warmup, cal.alone_step.steps) == (cal.ddp_step.warmup, cal.ddp_step.steps) == (2, 1)
+    assert "steps timed 3-3 after 2 untimed" in cal.notes[-1]
     assert info.status == vocab.STATUS_COMPLETE
 
 

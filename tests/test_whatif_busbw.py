@@ -23,7 +23,7 @@ def test_datasheet_cards_take_their_interconnects_measured_row(gpu, devices, gbp
 
 def test_gen3_is_derived_and_an_unmeasured_mesh_keeps_the_datasheet() -> None:
     gbps, basis = lookup("pcie3", 2)
-    assert gbps == pytest.approx(15.76 * 25.95 / 31.50)           # 12.98 GB/s: gen 4's 82.4 % of its lanes
+    assert gbps == pytest.approx(15.76 * 25.95 / 31.504)          # 12.98 GB/s: gen 4's 82.4 % of its 16 × 1.969 GB/s
     assert "derived" in basis
     v100 = choose_link(None, {}, "run", [], find_gpu("V100-SXM2-32GB"), False, 4)
     assert interconnect_of(find_gpu("V100-SXM2-32GB"), None, None) == "sxm-300" and lookup("sxm-300", 4) is None

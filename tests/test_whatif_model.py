@@ -9,20 +9,23 @@ from analysis.whatif.predict import Target, predict
 from analysis.whatif.profile import profile_of
 from profiler.contract import vocab
 from profiler.contract.runjson import Calibration, Layer, ModelInfo, StepTimes, ThreadScaling
+from analysis.records import SampleSummary
 from builders.runs import LAYERS, gpu_run, run, run_info, seed_model, trace
 
 MS = 1000.0   # µs per ms
 
 
-def cpu_run(calibration: Calibration | None = None):
-    """single-1cpu-b64 on 2 cores: forward 1000, backward 2000, optimizer 2000 ms, 2 threads."""
+def cpu_run(calibration: Calibration | None = None, loader_cpu_pct: float | None = None):
+    """single-1cpu-b64 on 2 cores: forward 1000, backward 2000, optimizer 2000 ms, 2 threads; its one
+    DataLoader worker at `loader_cpu_pct` of a core (samples.csv) when given."""
     info = run_info("single-1cpu-b64", "single", 1, 64, device_type="cpu", images_per_s=10.0,
                     parameter_bytes=400_000_000, workers=1, cpus=2.0, layers=None)
     info.calibration = calibration
     tr = trace(step_us=5010 * MS, has_gpu=False, shares={vocab.COMPUTE: 0.99},
                phase={vocab.FORWARD: 1000 * MS, vocab.BACKWARD: 2000 * MS, vocab.OPTIMIZER: 2000 * MS,
                       vocab.DATA_WAIT: 10 * MS})
-    return run("single-1cpu-b64", [tr], info)
+    samples = SampleSummary(rows=3, children_cpu_pct=loader_cpu_pct) if loader_cpu_pct is not None else None
+    return run("single-1cpu-b64", [tr], info, samples=samples)
 
 
 def term(pred, name):
@@ -165,6 +168,28 @@ def test_cpu_ddp_uses_the_calibrated_step_of_two_ranks() -> None:
     four = predict(profile_of(cpu_run(cal)), Target("ddp", 4, "cpu", 64, 2.0, 1))
     assert term(four, "forward").ms == pytest.approx(1000 / 64 * 16 * 300 / 160)
     assert "processes measured alone" in term(four, "forward").basis
+    # a calibration without the ranks' wait (older run.json) says so instead of predicting it
+    assert not any(t.name == "wait for the slowest rank" for t in pred.terms)
+    assert any("predates the ranks' wait" in n for n in pred.notes)
+
+
+def test_cpu_ddp_ranks_wait_for_the_slowest_and_load_the_real_data() -> None:
+    """The step lasts as long as its slowest rank: the calibrated ranks' wait at the step's end is a term; their
+    loaders served a tensor in memory, so the input run's loading (10 % of a core at 10 images/s = 10 CPU ms per
+    image) adds in full on the shared cores: 10 ms × 64 images ÷ 2 cores = 320 ms."""
+    ranks = StepTimes(**{**_fields(RANKS), "wait_ms": 250.0})
+    cal = Calibration(thread_scaling=CAL, alone_step=ALONE, ddp_step=ranks)
+    p = profile_of(cpu_run(cal, loader_cpu_pct=10.0))
+    assert p.loader_ms_per_image == pytest.approx(10.0)
+    pred = predict(p, Target("ddp", 2, "cpu", 64, 2.0, 1))
+    wait = term(pred, "wait for the slowest rank")
+    assert wait.ms == 250.0 and wait.category == vocab.COMMUNICATION
+    assert term(pred, "data").ms == pytest.approx(320.0)
+    # forward 900 + backward 1800 + all-reduce 500 + optimizer 1400 + wait 250 + host + data 320
+    assert pred.step_ms == pytest.approx(5170.0 + term(pred, "host").ms)
+    # scaled from the input run's own phases (4 ranks: no calibrated ranks), its loading was inside them
+    four = predict(p, Target("ddp", 4, "cpu", 64, 2.0, 1))
+    assert term(four, "data").ms < 320.0 / 2 and not any(t.name == "wait for the slowest rank" for t in four.terms)
 
 
 def test_cpu_ddp_without_calibration_assumes_linear_threads() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis.datasheet import GpuSpec
+from profiler.contract.pcie import PCIE_LANE_GBPS
 
 __all__ = ["BUSBW", "BusBw", "interconnect_of", "lookup"]
 
@@ -43,9 +44,6 @@ BUSBW: tuple[BusBw, ...] = (
           "https://github.com/NVIDIA/nccl-tests/issues/272"),
 )
 
-_PCIE_X16_GBPS = {3: 15.76, 4: 31.50, 5: 63.01}    # one direction after encoding (link.py's lane rates × 16)
-
-
 def interconnect_of(spec: GpuSpec | None, pcie_gen: int | None, nvlink_links: int | None) -> str | None:
     """What joins the cards: an SXM board's NVLink (by its datasheet rate), a bridge on PCIe cards with NVLink
     links, else PCIe by generation."""
@@ -65,9 +63,10 @@ def lookup(interconnect: str | None, gpus: int) -> tuple[float, str] | None:
         return r.gbps, f"{r.gbps:g} GB/s: NCCL all-reduce bus bandwidth measured on {r.measured_on} ({r.source})"
     if interconnect == "pcie3":
         gen4 = min((r for r in BUSBW if r.interconnect == "pcie4"), key=lambda r: abs(r.gpus - gpus))
-        share = gen4.gbps / _PCIE_X16_GBPS[4]
-        gbps = _PCIE_X16_GBPS[3] * share
-        return gbps, (f"{gbps:.1f} GB/s: PCIe gen 3 x16 ({_PCIE_X16_GBPS[3]:.1f} GB/s) × {share:.0%}, the share of its "
+        x16_3, x16_4 = PCIE_LANE_GBPS[3] * 16, PCIE_LANE_GBPS[4] * 16
+        share = gen4.gbps / x16_4
+        gbps = x16_3 * share
+        return gbps, (f"{gbps:.1f} GB/s: PCIe gen 3 x16 ({x16_3:.1f} GB/s) × {share:.0%}, the share of its "
                       f"lanes PCIe gen 4 reaches in an NCCL all-reduce on {gen4.measured_on} ({gen4.source}; derived: "
                       "no gen 3 measurement in the table)")
     return None

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from analysis.datasheet import GpuSpec
 from analysis.whatif.busbw import interconnect_of, lookup
+from profiler.contract.pcie import pcie_gbps
 from profiler.contract.runjson import GpuInfo
 
 LINK_EFFICIENCY = 0.8     # share of a PCIe / NVLink datasheet rate a large copy or NCCL ring achieves (stated)
 NVLINK_GBPS_PER_LINK = 25.0   # one direction, NVLink 2/3/4 (V100, A100, H100 all: 25 GB/s per link per direction)
-_PCIE_LANE_GBPS = {1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}   # one direction, after encoding
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,6 @@ class Link:
     gbps: float
     source: str          # "given" | "measured" | "run.json" | "datasheet": where the figure or the interconnect came from
     basis: str           # the sentence the prediction quotes
-
-
-def pcie_gbps(gen: int | None, width: int | None) -> float | None:
-    if not gen or not width or gen not in _PCIE_LANE_GBPS:
-        return None
-    return _PCIE_LANE_GBPS[gen] * width
 
 
 def choose_link(given_gbps: float | None, measured: dict[str, float], run_name: str, gpus: list[GpuInfo],

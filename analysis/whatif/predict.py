@@ -106,7 +106,8 @@ def predict(p: Profile, t: Target) -> Prediction:
 
     # --- data loading: the loader's CPU against the cores its workers get
     rest = sum(x.ms for x in out)
-    out.append(data_term(p, t, threads, rest, not c.analytic and p.device_type == t.device_type))
+    # the calibrated ranks' loaders served a tensor already in memory: the input run's loading was not in them
+    out.append(data_term(p, t, threads, rest, not c.analytic and p.device_type == t.device_type and not ranks_measured))
 
     step = sum(x.ms for x in out)
     ips = t.global_batch / (step / 1e3)

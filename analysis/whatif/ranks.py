@@ -1,5 +1,6 @@
 """CPU DDP ranks predicted from the calibration's own ranks (run.json `calibration`): each phase as those
-ranks measured it, moved to the target's batch; the all-reduce is what their backward took beyond compute."""
+ranks measured it, moved to the target's batch; the all-reduce is what their backward took beyond compute;
+the wait at each step's end for the slowest rank as they waited."""
 from __future__ import annotations
 
 from analysis.whatif import terms as T
@@ -49,3 +50,12 @@ def ranks_terms(p: Profile, t: Target, calib: Calibration, pbytes: int | None, o
                         f"alone × {c.compute:.2f} = {c.allreduce_ms:.1f} ms per step: gloo's all-reduce of "
                         f"{pbytes / 1e6:.1f} MB of gradients on the cores backward also needs (run.json calibration)"
                         f"{bare}"))
+    if ranks.wait_ms is not None:
+        out.append(Term("wait for the slowest rank", vocab.COMMUNICATION, ranks.wait_ms,
+                        f"{ranks.wait_ms:.1f} ms per step: the calibrated ranks' wait at each step's end for the "
+                        f"slowest one (mean over the ranks); a step lasts as long as its slowest rank, and ranks "
+                        f"sharing {t.cpus:g} cores finish their phases at different times (the loop's loss "
+                        "all-reduce waits the same way)"))
+    else:
+        notes.append("the calibration predates the ranks' wait for the slowest one (run.json `wait_ms`): "
+                     "not predicted; a step lasts as long as its slowest rank")

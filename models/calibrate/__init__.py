@@ -12,7 +12,8 @@ tests' widths):
    a warm-up): the thread-scaling curve;
 2. in-process, at the run's threads: its own training step (forward + loss, backward, Adam) on
    half its per-device batch, with the run's DataLoader workers forked beside it, under
-   torch.profiler as the run's profiled steps are: the mean of steps 1-2 after a warm-up;
+   torch.profiler as the run's profiled steps are: the mean of the steps its profiler records, after
+   the steps it skips (wait + warmup; at most 3 untimed + 4 timed, 1 + 2 without a profiler);
 3. two worker processes (`python -m models.calibrate.worker`, gloo on 127.0.0.1, cores // 2
    threads each, what a 2-rank CPU DDP run gives its ranks) run that step as DDP ranks at the
    same time, then all-reduce 64 MiB. Step 2 against step 3 is what two ranks on these cores
@@ -34,13 +35,15 @@ from profiler.cpualloc import usable_cpus as allocation_cpus
 
 from .alone import alone_step, thread_scaling
 from .cli import main
-from .ranks import CalibrationError, Concurrent, concurrent
+from .ranks import CalibrationError, Concurrent, concurrent, over_ranks
 from .record import calibrate, calibration_for, step_batch
 from .settings import (ALLREDUCE_BYTES, MAX_BATCH, MAX_COUNTS, MAX_ELEMENTS, MAX_REPEATS, MEMORY_REPEATS,
-                       MIN_REPEATS, POINT_BUDGET_S, STEPS, WORKER_TIMEOUT_S, WORKERS)
-from .timing import best_ms, mean_phases, thread_counts
+                       MIN_REPEATS, POINT_BUDGET_S, STEPS, WARMUP, WORKER_TIMEOUT_S, WORKERS)
+from .timing import best_ms, mean_phases, schedule_steps, thread_counts
 
 __all__ = ["ALLREDUCE_BYTES", "Concurrent", "CalibrationError", "thread_counts", "allocation_cpus",
-           "thread_scaling", "alone_step", "concurrent", "calibrate", "calibration_for", "main",
-           "step_batch", "mean_phases", "best_ms", "ConvNet", "MAX_BATCH", "MAX_COUNTS", "MAX_ELEMENTS",
-           "MAX_REPEATS", "MEMORY_REPEATS", "MIN_REPEATS", "POINT_BUDGET_S", "STEPS", "WORKER_TIMEOUT_S", "WORKERS"]
+           "thread_scaling", "alone_step", "concurrent", "over_ranks", "calibrate", "calibration_for", "main",
+           "step_batch", "mean_phases", "schedule_steps", "best_ms", "ConvNet", "MAX_BATCH", "MAX_COUNTS",
+           "MAX_ELEMENTS",
+           "MAX_REPEATS", "MEMORY_REPEATS", "MIN_REPEATS", "POINT_BUDGET_S", "STEPS", "WARMUP", "WORKER_TIMEOUT_S",
+           "WORKERS"]

@@ -10,7 +10,7 @@ import torch
 from profiler.contract.runjson import StepTimes, ThreadScaling
 from profiler.cpualloc import usable_cpus
 
-from .settings import MAX_BATCH, MAX_ELEMENTS, MEMORY_REPEATS, STEPS
+from .settings import MAX_BATCH, MAX_ELEMENTS, MEMORY_REPEATS, STEPS, WARMUP
 from .timing import best_ms, mean_phases, thread_counts, threads as _threads
 from .workloads import compute_pass, memory_pass, train_step
 
@@ -18,13 +18,14 @@ __all__ = ["thread_scaling", "alone_step"]
 
 
 def alone_step(width: float, batch: int, threads: int, channels_last: bool = False, amp: bool = False,
-               lr: float = 1e-3, steps: int = STEPS, profiled: bool = True, workers: int = 0) -> StepTimes:
+               lr: float = 1e-3, steps: int = STEPS, profiled: bool = True, workers: int = 0,
+               warmup: int = WARMUP) -> StepTimes:
     """The training step in this process at `threads`; the RNG and thread count are left as they were."""
     with torch.random.fork_rng(devices=[]), _threads(threads):
         step = train_step(width, batch, channels_last, amp, lr, torch.Generator().manual_seed(0), workers=workers)
-        fwd, bwd, opt = mean_phases(step, steps, profiled=profiled)
+        fwd, bwd, opt, _ = mean_phases(step, steps, profiled=profiled, warmup=warmup)
         del step
-    return StepTimes(processes=1, threads=threads, batch=batch, steps=steps, workers=workers,
+    return StepTimes(processes=1, threads=threads, batch=batch, steps=steps, workers=workers, warmup=warmup,
                      forward_ms=round(fwd, 3), backward_ms=round(bwd, 3), optimizer_ms=round(opt, 3))
 
 

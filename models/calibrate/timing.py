@@ -9,15 +9,26 @@ from typing import Any
 
 import torch
 
-from .settings import MAX_COUNTS, MAX_REPEATS, MIN_REPEATS, POINT_BUDGET_S, STEPS
+from .settings import MAX_COUNTS, MAX_REPEATS, MAX_STEPS, MAX_WARMUP, MIN_REPEATS, POINT_BUDGET_S, STEPS, WARMUP
 
-__all__ = ["thread_counts", "threads", "as_profiled", "mean_phases", "best_ms"]
+__all__ = ["thread_counts", "schedule_steps", "threads", "as_profiled", "mean_phases", "best_ms"]
 
 
 def thread_counts(cpus: int, cap: int = MAX_COUNTS) -> list[int]:
     """1, 2, 4, ... below `cpus`, then `cpus` itself; at most `cap` counts (the largest always kept)."""
     cpus = max(1, int(cpus))
     return [*[1 << i for i in range(cpus.bit_length()) if 1 << i < cpus][: max(1, cap) - 1], cpus]
+
+
+def schedule_steps(profiler: dict[str, Any] | None) -> tuple[int, int]:
+    """(untimed, timed) steps for the step calibration: the steps the run's profiler skips and records
+    (wait + warmup, active), so the calibration times the same mix of first-step transients and
+    steady steps the run's report averages (on 2 cores a rank's 2nd step took 5-10x the steady
+    optimizer time); capped at (MAX_WARMUP, MAX_STEPS). No profiler: (WARMUP, STEPS)."""
+    if not profiler or not profiler.get("enabled", True):
+        return WARMUP, STEPS
+    untimed = int(profiler.get("skip_first", 0)) + int(profiler.get("wait", 0)) + int(profiler.get("warmup", 0))
+    return min(MAX_WARMUP, max(1, untimed)), min(MAX_STEPS, max(1, int(profiler.get("active", STEPS))))
 
 
 @contextlib.contextmanager
@@ -46,18 +57,26 @@ def as_profiled(enabled: bool) -> Any:
 
 
 def mean_phases(step: Callable[[], tuple[float, float, float]], steps: int = STEPS,
-                agree: Callable[[bool], bool] | None = None, profiled: bool = True) -> tuple[float, float, float]:
-    """Mean ms of each phase over `steps` calls after one warm-up, as a run's profiled steps 1..steps
-    are (the report means them too); `agree` (workers) starts every call on every rank together."""
-    sums = [0.0, 0.0, 0.0]
+                agree: Callable[[bool], bool] | None = None, profiled: bool = True,
+                warmup: int = WARMUP) -> tuple[float, float, float, float]:
+    """Mean ms of forward, backward, optimizer and the wait after the step over `steps` calls after
+    `warmup` untimed ones, as a run's profiled steps are (the report means them too). `agree`
+    (workers) starts every call on every rank together; the wait is how long this rank then sits in
+    it for the slowest one, as the loop's loss all-reduce at each step's end does (0 alone)."""
+    sums = [0.0, 0.0, 0.0, 0.0]
     with as_profiled(profiled):
-        for i in range(steps + 1):
+        for i in range(warmup + steps + (agree is not None)):
             if agree is not None:
+                t0 = time.perf_counter()
                 agree(True)
+                if i > warmup:                   # the wait that ends timed step i - 1
+                    sums[3] += time.perf_counter() - t0
+            if i == warmup + steps:              # the last wait is in: no more steps
+                break
             times = step()
-            if i:
-                sums = [a + b for a, b in zip(sums, times)]
-    return sums[0] / steps * 1e3, sums[1] / steps * 1e3, sums[2] / steps * 1e3
+            if i >= warmup:
+                sums[:3] = [a + b for a, b in zip(sums[:3], times)]
+    return tuple(x / steps * 1e3 for x in sums)  # type: ignore[return-value]
 
 
 def best_ms(fn: Callable[[], Any], agree: Callable[[bool], bool] | None = None,

@@ -24,7 +24,8 @@ __all__ = ["build_parser", "run_worker", "main"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models.calibrate.worker",
                                 description="One rank of the two-process calibration (models.calibrate starts it).")
-    for flag in ("--rank", "--world", "--port", "--threads", "--batch", "--steps", "--bytes", "--loader-workers"):
+    for flag in ("--rank", "--world", "--port", "--threads", "--batch", "--steps", "--warmup", "--bytes",
+                 "--loader-workers"):
         p.add_argument(flag, type=int, required=True)
     p.add_argument("--width", type=float, required=True)
     p.add_argument("--lr", type=float, required=True)
@@ -51,13 +52,13 @@ def run_worker(a: argparse.Namespace) -> int:
     try:
         step = train_step(a.width, a.batch, a.channels_last, a.amp, a.lr, torch.Generator().manual_seed(a.rank),
                           ddp=True, workers=a.loader_workers)
-        fwd, bwd, opt = mean_phases(step, a.steps, agree, profiled=a.profiled)
+        fwd, bwd, opt, wait = mean_phases(step, a.steps, agree, profiled=a.profiled, warmup=a.warmup)
         del step                      # its DataLoader workers end here
         buf = torch.ones(a.bytes // 4, dtype=torch.float32)
         allreduce_ms = best_ms(lambda: dist.all_reduce(buf), agree, min_repeats=3, max_repeats=3)
-        step_times = StepTimes(processes=a.world, threads=a.threads, batch=a.batch, steps=a.steps,
+        step_times = StepTimes(processes=a.world, threads=a.threads, batch=a.batch, steps=a.steps, warmup=a.warmup,
                                workers=a.loader_workers, forward_ms=round(fwd, 3), backward_ms=round(bwd, 3),
-                               optimizer_ms=round(opt, 3))
+                               optimizer_ms=round(opt, 3), wait_ms=round(wait, 3))
         rate = AllReduceRate(backend="gloo", processes=a.world, bytes=buf.numel() * 4, ms=round(allreduce_ms, 3),
                              threads=a.threads)
         print(msgspec.json.encode(Concurrent(rank=a.rank, step=step_times, allreduce=rate)).decode(), flush=True)

@@ -171,11 +171,12 @@ class ThreadScaling(_S):
 
 class StepTimes(_S):
     """The run's own training step, timed phase by phase in the calibration (mean over `steps`
-    timed steps after one warm-up): alone in the runner's process, or as `processes` gloo DDP
-    ranks at once on the run's CPUs -- the contention a CPU DDP run meets, which no per-pass
-    figure shows (on a 2-core VM two ranks' Adam took 3.5x its time alone, their passes 1.6x)."""
+    timed steps after `warmup` untimed ones, the run's profiler schedule where it had one): alone
+    in the runner's process, or as `processes` gloo DDP ranks at once on the run's CPUs -- the
+    contention a CPU DDP run meets, which no per-pass figure shows (on a 2-core VM two ranks' Adam
+    took 3.5x its time alone, their passes 1.6x)."""
 
-    processes: int              # 1: alone; N: N DDP ranks at once (rank 0's figures)
+    processes: int              # 1: alone; N: N DDP ranks at once (each figure the mean over the ranks)
     threads: int                # per process
     batch: int                  # images per process
     steps: int
@@ -183,6 +184,10 @@ class StepTimes(_S):
     backward_ms: float          # zero_grad + backward; under DDP with its gloo all-reduce
     optimizer_ms: float
     workers: int = 0            # forked DataLoader workers per process while timed (they cost the step too)
+    warmup: int = 1             # untimed steps before them (run.json before this field: always 1)
+    # ranks: at each step's end, waiting for the slowest rank (the loop's loss all-reduce does the same);
+    # a step lasts as long as its slowest rank, its phases are each rank's own. None: not measured.
+    wait_ms: float | None = None
 
 
 class AllReduceRate(_S):
