@@ -22,7 +22,8 @@ def alone_step(width: float, batch: int, threads: int, channels_last: bool = Fal
                warmup: int = WARMUP) -> StepTimes:
     """The training step in this process at `threads`; the RNG and thread count are left as they were."""
     with torch.random.fork_rng(devices=[]), _threads(threads):
-        step = train_step(width, batch, channels_last, amp, lr, torch.Generator().manual_seed(0), workers=workers)
+        step = train_step(width, batch, channels_last, amp, lr, torch.Generator().manual_seed(0), workers=workers,
+                          calls=warmup + steps)
         fwd, bwd, opt, _ = mean_phases(step, steps, profiled=profiled, warmup=warmup)
         del step
     return StepTimes(processes=1, threads=threads, batch=batch, steps=steps, workers=workers, warmup=warmup,

@@ -51,7 +51,7 @@ def run_worker(a: argparse.Namespace) -> int:
 
     try:
         step = train_step(a.width, a.batch, a.channels_last, a.amp, a.lr, torch.Generator().manual_seed(a.rank),
-                          ddp=True, workers=a.loader_workers)
+                          ddp=True, workers=a.loader_workers, calls=a.warmup + a.steps)
         fwd, bwd, opt, wait = mean_phases(step, a.steps, agree, profiled=a.profiled, warmup=a.warmup)
         del step                      # its DataLoader workers end here
         buf = torch.ones(a.bytes // 4, dtype=torch.float32)
