@@ -47,6 +47,7 @@ def test_the_steps_loader_workers_live_through_every_call_as_the_runs_do() -> No
     """A loader that ran out after 4 batches took its worker with it from the 5th step on, and two
     full-width DDP ranks' Adam then took 1.1 s where the run's (worker alive) took 1.7-2.2 s."""
     import psutil
+
     from models.calibrate.workloads import train_step
     me = psutil.Process()
     before = {c.pid for c in me.children()}
