@@ -99,7 +99,8 @@ def _loader(run: RunAnalysis, m: RunMetrics, data_wait_ms: float, global_batch: 
     if not rate:
         return None, f"no images/s in {m.name}: the DataLoader's CPU cost is unknown"
     cost = kids / 100 / rate * 1e3
-    return cost, (f"{cost:.2f} CPU ms per image: the {workers} workers' {kids / 100:.3f} cores (samples.csv "
+    whose = "the worker's" if workers == 1 else f"the {workers} workers'"
+    return cost, (f"{cost:.2f} CPU ms per image: {whose} {kids / 100:.3f} cores (samples.csv "
                   f"proc/children) ÷ {rate:.1f} images/s in {m.name}")
 
 
