@@ -65,20 +65,20 @@ def memory_pass(elements: int, gen: torch.Generator, lr: float = 1e-3) -> Callab
 
 def _batches(x: torch.Tensor, y: torch.Tensor, workers: int, calls: int) -> Any:
     """The step's batch from `workers` forked DataLoader workers, as the run gets it (None: no workers),
-    for `calls` steps and one more, so the workers live through every timed step as the run's do.
+    for `calls` steps: the workers end only at the next() after the last batch, so they live through
+    every timed step as the run's do.
     A forked worker is not free for the process it copies: on a 2-core VM two DDP ranks' Adam took
     4.2 s with one worker each and 2.4 s without; a loader that ran out after 4 batches (its workers
     gone from the 5th step on) timed the full-width ranks' Adam at 1.1 s where the run's took 1.7-2.2 s."""
     if workers <= 0:
         return None
     from torch.utils.data import DataLoader, TensorDataset
-    n = calls + 1 + workers * 2        # never exhausted while timed: the prefetch reads ahead 2 per worker
-    ds = TensorDataset(x.repeat(n, *([1] * (x.dim() - 1))), y.repeat(n))
+    ds = TensorDataset(x.repeat(calls, *([1] * (x.dim() - 1))), y.repeat(calls))
     return iter(DataLoader(ds, batch_size=len(x), num_workers=workers, multiprocessing_context="fork"))
 
 
 def train_step(width: float, batch: int, channels_last: bool, amp: bool, lr: float, gen: torch.Generator,
-               ddp: bool = False, workers: int = 0, calls: int = 8) -> Callable[[], tuple[float, float, float]]:
+               ddp: bool = False, workers: int = 0, *, calls: int) -> Callable[[], tuple[float, float, float]]:
     """The run's training step as models.loop runs it -- forward + loss, zero_grad(set_to_none) +
     backward, Adam.step -- returning each phase's wall seconds; `ddp` wraps the model in
     DistributedDataParallel first (a gloo group must be up); `calls` is how many times it will be
